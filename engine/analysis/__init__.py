@@ -1,0 +1,1 @@
+"""Window -> features -> encoder -> projection -> smoothed EmotionState."""

@@ -1,0 +1,1 @@
+"""OSC and ZeroMQ: outgoing messages, control input, message schema."""

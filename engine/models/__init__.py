@@ -1,0 +1,1 @@
+"""Network definitions (encoders, projections, generator) and the model bundle reader/writer."""

@@ -1,0 +1,1 @@
+"""Latent walk, generator stepping, post-processing, pygame display and headless sinks."""

@@ -1,0 +1,1 @@
+"""Synesthesia trainer: datasets, procedural corpora, training loops, evaluation and bundle export."""
