@@ -33,4 +33,6 @@ def require(module: str, purpose: str = "") -> ModuleType:
     except (ImportError, OSError) as exc:
         hint = _HINTS.get(module.split(".")[0], f"`pip install {module}`")
         what = f" for {purpose}" if purpose else ""
-        raise MissingDependencyError(f"{module} is needed{what} but cannot be imported ({exc}); install {hint}") from exc
+        raise MissingDependencyError(
+            f"{module} is needed{what} but cannot be imported ({exc}); install {hint}"
+        ) from exc

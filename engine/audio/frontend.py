@@ -76,9 +76,7 @@ class FrontEnd:
 
         self.config = cfg = config or FrontEndConfig()
         self.device = torch.device(device)
-        fb = librosa.filters.mel(
-            sr=cfg.sample_rate, n_fft=cfg.n_fft, n_mels=cfg.n_mels, fmin=cfg.fmin, fmax=cfg.fmax
-        )
+        fb = librosa.filters.mel(sr=cfg.sample_rate, n_fft=cfg.n_fft, n_mels=cfg.n_mels, fmin=cfg.fmin, fmax=cfg.fmax)
         self._mel_fb = torch.as_tensor(fb, dtype=torch.float32, device=self.device)  # [n_mels, n_fft//2+1]
         self._window = torch.hann_window(cfg.n_fft, periodic=True, device=self.device)
         self._mean = self._stat(mel_mean, 0.0)
@@ -143,7 +141,12 @@ class FrontEnd:
         """[B, N] -> [B, n_mels, frames] power mel spectrogram in dB (librosa's power_to_db, ref 1.0)."""
         cfg = self.config
         spec = torch.stft(
-            x, cfg.n_fft, cfg.hop_length, window=self._window, center=True, pad_mode="constant",
+            x,
+            cfg.n_fft,
+            cfg.hop_length,
+            window=self._window,
+            center=True,
+            pad_mode="constant",
             return_complex=True,
         )  # [B, n_fft//2+1, frames]
         power = spec.real.square() + spec.imag.square()
