@@ -1,0 +1,181 @@
+"""`synesthesia` command line (DESIGN.md §8). Heavy modules are imported by the command that needs them."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from engine import __version__
+from engine.errors import SynesthesiaError
+
+
+def _run_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "run",
+        help="run the show: listen, analyse, render, send OSC/ZeroMQ",
+        description="Run the engine. Flags override the config file; with no microphone the bundled demo audio "
+        "plays, with no display it runs headless (both said on stderr).",
+    )
+    p.add_argument("--config", metavar="F", help="venue config (TOML), e.g. installation/configs/gallery.toml")
+    p.add_argument("--source", help="mic | mic:NAME | file:PATH | synth:CLASS (default: mic)")
+    p.add_argument("--headless", action="store_true", default=None, help="no window")
+    p.add_argument("--fullscreen", action="store_true", default=None, help="fullscreen window")
+    p.add_argument("--display", type=int, metavar="N", help="display index for the window")
+    p.add_argument("--bundle", metavar="DIR", help="model bundle (default: the bundled default)")
+    p.add_argument("--backend", choices=["auto", "torch", "onnx", "tensorrt"], help="inference backend")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="inference device")
+    p.add_argument("--osc", action="append", metavar="HOST:PORT", help="OSC target (repeatable)")
+    p.add_argument("--osc-in", type=int, metavar="PORT", help="OSC control port (0: none)")
+    p.add_argument("--zmq-pub", metavar="ADDR", help="ZeroMQ PUB address, e.g. tcp://*:5556")
+    p.add_argument("--zmq-ctl", metavar="ADDR", help="ZeroMQ control (REP) address, e.g. tcp://*:5557")
+    p.add_argument("--kiosk", action="store_true", default=None, help="unattended: fullscreen, no HUD, log file")
+    p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
+    p.add_argument("--frames-dir", metavar="DIR", help="headless: write frames here as PNG")
+    p.add_argument("--zmq-frames", action="store_true", default=None, help="publish frames on the ZMQ frame topic")
+    p.add_argument("--hud", action="store_true", default=None, help="start with the on-screen readout")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="synesthesia",
+        description="Synesthesia: turns the emotion in live sound into generated images, OSC and ZeroMQ.",
+    )
+    parser.add_argument("--version", action="version", version=f"synesthesia {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _run_parser(sub)
+    sub.add_parser("devices", help="list audio input devices", description="List audio input devices.")
+
+    a = sub.add_parser(
+        "analyze",
+        help="offline: one JSON line per window, then a summary line per file",
+        description="Analyse audio files in 3 s windows. With --json, each window prints "
+        '{"file", "t", "label", "probs", "valence", "arousal", "silent"} and each file ends with a line '
+        'holding "summary": true. Unreadable files are reported on stderr; the rest still run (exit 2).',
+    )
+    a.add_argument("files", nargs="+", metavar="FILE", help="wav/flac/ogg/mp3 files")
+    a.add_argument("--json", action="store_true", help="JSON lines instead of a readable table")
+    a.add_argument("--hop", type=float, default=0.5, metavar="S", help="seconds between windows (default 0.5)")
+    a.add_argument("--bundle", metavar="DIR", help="model bundle (default: the bundled default)")
+    a.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx", "tensorrt"])
+    a.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+
+    b = sub.add_parser(
+        "bench",
+        help="per-stage timings, end-to-end latency and frame rate per backend, as JSON",
+        description="Measure the front end (against librosa), the encoder and generator per backend, "
+        "window-end -> OSC-sent latency and frame rate. Prints a table on stderr and JSON on stdout.",
+    )
+    b.add_argument("--bundle", metavar="DIR")
+    b.add_argument("--backends", default="all", help="comma list of torch,onnx,tensorrt (default: all available)")
+    b.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    b.add_argument("--seconds", type=float, default=5.0, help="duration of each timed loop")
+    b.add_argument("--width", type=int, default=1280)
+    b.add_argument("--height", type=int, default=720)
+    b.add_argument("--quick", action="store_true", help="short loops (for smoke tests)")
+    b.add_argument("--out", metavar="FILE", help="also write the JSON here")
+
+    c = sub.add_parser(
+        "check",
+        help="preflight for a venue: devices, display, ports, bundle, measured frame rate",
+        description="Check a venue setup before the show; exits non-zero when something would stop it.",
+    )
+    c.add_argument("--config", metavar="F")
+    c.add_argument("--bundle", metavar="DIR")
+    return parser
+
+
+def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """Map `run` flags onto the config tree (only flags that were given)."""
+    o: dict[str, Any] = {}
+
+    def put(path: str, value: Any) -> None:
+        if value is None:
+            return
+        node = o
+        *parents, leaf = path.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+
+    put("audio.source", args.source)
+    put("render.headless", args.headless)
+    put("render.fullscreen", args.fullscreen)
+    put("render.display", args.display)
+    put("render.hud", args.hud)
+    put("render.frames_dir", args.frames_dir)
+    put("bundle", args.bundle)
+    put("analysis.backend", args.backend)
+    put("render.backend", args.backend)
+    put("analysis.device", args.device)
+    put("render.device", args.device)
+    put("osc.targets", args.osc)
+    if args.osc_in is not None:
+        put("osc.in_port", args.osc_in or None)
+    put("zmq.pub", args.zmq_pub)
+    put("zmq.ctl", args.zmq_ctl)
+    put("zmq.frames", args.zmq_frames)
+    put("kiosk.enabled", args.kiosk)
+    put("duration_s", args.duration)
+    if args.verbose:
+        put("log_level", "DEBUG")
+    return o
+
+
+def _analyze(args: argparse.Namespace) -> int:
+    from engine.analysis.offline import run_analyze
+    from engine.analysis.predict import WindowPredictor
+    from engine.inference.base import Component
+    from engine.inference.select import open_runner
+    from engine.models.bundle import load_bundle
+
+    bundle = load_bundle(args.bundle)
+    selection = open_runner(bundle, Component.AUDIO, args.backend, args.device)
+    predictor = WindowPredictor(bundle, selection.runner, device=selection.runner.device)
+    return run_analyze(predictor, args.files, args.hop, args.json)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    match args.command:
+        case "analyze":
+            return _analyze(args)
+        case "run":
+            from engine.app import run_from_args
+
+            return run_from_args(args, run_overrides(args))
+        case "devices":
+            from engine.audio.devices import print_devices
+
+            return print_devices()
+        case "bench":
+            from engine.bench import run_bench
+
+            return run_bench(args)
+        case "check":
+            from engine.check import run_check
+
+            return run_check(args)
+    raise AssertionError(args.command)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if getattr(args, "verbose", False) else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return _dispatch(args)
+    except SynesthesiaError as exc:
+        print(f"synesthesia: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

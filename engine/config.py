@@ -1,0 +1,174 @@
+"""Typed engine configuration: TOML files (venue presets) validated into frozen pydantic models.
+
+An unknown key, a wrong type or an out-of-range value is a ConfigError naming the key's path
+(e.g. `osc.targets.0: expected HOST:PORT`). Command-line flags override the file (see cli.py).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from engine.errors import ConfigError
+from engine.inference.base import BackendKind
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
+
+
+class Device(StrEnum):
+    AUTO = "auto"
+    CPU = "cpu"
+    CUDA = "cuda"
+
+
+def parse_hostport(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"expected HOST:PORT, got {value!r}")
+    return host, int(port)
+
+
+class AudioSettings(_Section):
+    source: str = Field("mic", description="mic | mic:NAME_OR_INDEX | file:PATH | synth:CLASS")
+    loop: bool = Field(True, description="file sources: start again at the end")
+    realtime: bool = Field(True, description="file sources: pace at real time (False: as fast as possible)")
+    hop_s: float = Field(0.5, gt=0, le=3.0, description="time between analysis windows")
+    block_ms: float = Field(20.0, gt=0, le=200, description="capture block length")
+    ring_s: float = Field(10.0, ge=4.0, le=120, description="ring buffer length")
+    reconnect_s: float = Field(2.0, gt=0, description="wait between attempts to reopen a lost device")
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, v: str) -> str:
+        kind = v.split(":", 1)[0]
+        if kind not in {"mic", "file", "synth"}:
+            raise ValueError("source must be mic, mic:NAME, file:PATH or synth:CLASS")
+        if kind in {"file", "synth"} and ":" not in v:
+            raise ValueError(f"source {kind} needs a value ({kind}:...)")
+        return v
+
+
+class AnalysisSettings(_Section):
+    backend: BackendKind = BackendKind.AUTO
+    device: Device = Device.AUTO
+    attack_s: float = Field(0.6, ge=0, description="smoothing time constant when a value rises")
+    release_s: float = Field(1.5, ge=0, description="smoothing time constant when a value falls")
+    hysteresis_margin: float = Field(0.1, ge=0, le=1, description="a challenger's probability lead to switch label")
+    hysteresis_hops: int = Field(2, ge=1, description="hops a challenger must lead before the label switches")
+    silence_hops: int = Field(2, ge=1, description="consecutive silent windows before the state is silent")
+
+
+class OscSettings(_Section):
+    enabled: bool = True
+    targets: list[str] = Field(default_factory=lambda: ["127.0.0.1:9000"])
+    prefix: str = Field("/syn", pattern=r"^(/[A-Za-z0-9_.-]+)+$")
+    in_port: int | None = Field(9001, ge=0, lt=65536, description="control port (None: no control server)")
+    in_host: str = "0.0.0.0"
+    audio_rate_hz: float = Field(30.0, gt=0, le=200)
+    queue_size: int = Field(1024, ge=8)
+
+    @field_validator("targets")
+    @classmethod
+    def _targets(cls, v: list[str]) -> list[str]:
+        for t in v:
+            parse_hostport(t)
+        return v
+
+
+class ZmqSettings(_Section):
+    enabled: bool = True
+    pub: str = "tcp://*:5556"
+    ctl: str | None = "tcp://*:5557"
+    hwm: int = Field(100, ge=1, description="ZMQ send high-water mark (messages) per subscriber")
+    frames: bool = Field(False, description="publish encoded frames on the `frame` topic")
+    frame_format: str = Field("jpeg", pattern="^(jpeg|png)$")
+    frame_every: int = Field(1, ge=1, description="publish every Nth frame")
+
+
+class RenderSettings(_Section):
+    headless: bool = False
+    fullscreen: bool = False
+    display: int = Field(0, ge=0)
+    width: int = Field(1280, ge=64, le=7680)
+    height: int = Field(720, ge=64, le=4320)
+    fps: float = Field(60.0, gt=0, le=480)
+    vsync: bool = True
+    hud: bool = False
+    trails: float = Field(0.0, ge=0, lt=1, description="feedback: share of the last frame kept")
+    intensity: float = Field(1.0, ge=0, le=1)
+    speed: float = Field(1.0, ge=0, le=10)
+    condition_tau_s: float = Field(1.0, gt=0, description="time constant of the condition easing")
+    seed: int = 0
+    frames_dir: str | None = Field(None, description="headless: write frames here as PNG")
+    backend: BackendKind = BackendKind.AUTO
+    device: Device = Device.AUTO
+
+
+class KioskSettings(_Section):
+    enabled: bool = False
+    log_file: str = "synesthesia.log"
+    log_max_mb: float = Field(10.0, gt=0)
+    log_backups: int = Field(5, ge=0)
+    restart_limit: int = Field(100, ge=0, description="in-process stage restarts before giving up")
+
+
+class EngineConfig(_Section):
+    bundle: str | None = Field(None, description="bundle directory (None: the default bundle)")
+    duration_s: float | None = Field(None, gt=0, description="stop after this many seconds")
+    log_level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
+    audio: AudioSettings = Field(default_factory=AudioSettings)
+    analysis: AnalysisSettings = Field(default_factory=AnalysisSettings)
+    osc: OscSettings = Field(default_factory=OscSettings)
+    zmq: ZmqSettings = Field(default_factory=ZmqSettings)
+    render: RenderSettings = Field(default_factory=RenderSettings)
+    kiosk: KioskSettings = Field(default_factory=KioskSettings)
+
+
+def _format_error(exc: ValidationError, origin: str) -> ConfigError:
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "(root)"
+        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        lines.append(f"{key}: {msg}")
+    more = f" (+{len(lines) - 1} more: {'; '.join(lines[1:])})" if len(lines) > 1 else ""
+    return ConfigError(f"{origin}: {lines[0]}{more}")
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in override.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def build_config(
+    data: dict[str, Any] | None = None, overrides: dict[str, Any] | None = None, origin: str = "config"
+) -> EngineConfig:
+    """Validate a nested dict (from TOML) with command-line overrides merged on top."""
+    merged = _merge(data or {}, overrides or {})
+    try:
+        return EngineConfig.model_validate(merged)
+    except ValidationError as exc:
+        raise _format_error(exc, origin) from exc
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> EngineConfig:
+    """Read a TOML file (optional) and apply overrides; ConfigError names the file and key on any problem."""
+    data: dict[str, Any] = {}
+    origin = "command line"
+    if path is not None:
+        p = Path(path)
+        origin = str(p)
+        try:
+            data = tomllib.loads(p.read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise ConfigError(f"{p}: config file not found") from exc
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{p}: not valid TOML ({exc})") from exc
+    return build_config(data, overrides, origin)

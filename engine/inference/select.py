@@ -1,0 +1,117 @@
+"""Open a runner for a bundle component: a named backend, or `auto` = the fastest that works here."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+from engine.errors import BundleError, MissingDependencyError
+from engine.inference.base import BackendKind, Component, Runner, example_inputs
+from engine.models.bundle import Bundle
+
+log = logging.getLogger("synesthesia.inference")
+
+
+@dataclass
+class Selection:
+    """The runner chosen and what happened on the way (shown in `status`)."""
+
+    runner: Runner
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    failures: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def message(self) -> str:
+        parts = [f"{self.runner.component.value}: using {self.runner.describe()}"]
+        if self.timings_ms:
+            parts.append("measured " + ", ".join(f"{k} {v:.2f} ms" for k, v in self.timings_ms.items()))
+        if self.failures:
+            parts.append("unavailable " + "; ".join(f"{k}: {v}" for k, v in self.failures.items()))
+        return " | ".join(parts)
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _build(kind: BackendKind, bundle: Bundle, component: Component, device: str) -> Runner:
+    if kind is BackendKind.TORCH:
+        from engine.inference.torch_backend import TorchRunner
+
+        return TorchRunner(bundle, component, device)
+    if kind is BackendKind.ONNX:
+        from engine.inference.onnx_backend import OnnxRunner
+
+        return OnnxRunner(bundle, component, device)
+    from engine.inference.tensorrt_backend import TensorRTRunner
+
+    return TensorRTRunner(bundle, component, device)
+
+
+def candidates(device: str) -> list[tuple[BackendKind, str]]:
+    """What `auto` tries, fastest-expected first."""
+    if device == "cuda":
+        return [
+            (BackendKind.TENSORRT, "cuda"),
+            (BackendKind.ONNX, "cuda"),
+            (BackendKind.TORCH, "cuda"),
+            (BackendKind.ONNX, "cpu"),
+            (BackendKind.TORCH, "cpu"),
+        ]
+    return [(BackendKind.ONNX, "cpu"), (BackendKind.TORCH, "cpu")]
+
+
+def open_runner(
+    bundle: Bundle,
+    component: Component,
+    backend: BackendKind | str = BackendKind.AUTO,
+    device: str = "auto",
+    timing_runs: int = 10,
+) -> Selection:
+    """Load, warm up and return a runner.
+
+    A named backend that fails falls back to the others, loudly (warning log + `Selection.failures`).
+    `auto` warms up every backend that loads and keeps the one with the lowest measured latency.
+    """
+    backend = BackendKind(backend)
+    if device == "auto":
+        device = "cuda" if cuda_available() else "cpu"
+    order = candidates(device)
+    if backend is not BackendKind.AUTO:
+        wanted = [(backend, device)]
+        order = wanted + [c for c in order if c != wanted[0]]
+    example = example_inputs(component, bundle.manifest)
+    failures: dict[str, str] = {}
+    timings: dict[str, float] = {}
+    runners: dict[str, Runner] = {}
+    for kind, dev in order:
+        label = f"{kind.value}/{dev}"
+        try:
+            runner = _build(kind, bundle, component, dev)
+            runner.warmup(*example)
+        except BundleError:
+            raise
+        except (MissingDependencyError, RuntimeError, OSError, ValueError, ImportError) as exc:
+            failures[label] = str(exc).splitlines()[0][:200]
+            log.warning("backend %s for %s failed: %s", label, component.value, failures[label])
+            continue
+        if backend is not BackendKind.AUTO:
+            if failures:
+                log.warning("falling back to %s for %s", label, component.value)
+            return Selection(runner, failures=failures)
+        start = time.perf_counter()
+        for _ in range(timing_runs):
+            runner(*example)
+        timings[label] = (time.perf_counter() - start) * 1000.0 / timing_runs
+        runners[label] = runner
+        if kind is BackendKind.TENSORRT:
+            break  # nothing else on this machine will beat it; skip the remaining loads
+    if not runners:
+        raise RuntimeError(f"no inference backend works for {component.value}: {failures}")
+    best = min(timings, key=timings.__getitem__)
+    selection = Selection(runners[best], timings, failures)
+    log.info("backend auto: %s", selection.message)
+    return selection

@@ -1,0 +1,58 @@
+"""TensorRT backend through torch-tensorrt (FP16), compiled once per GPU and software versions.
+
+Compiled programs are cached under ~/.cache/synesthesia/tensorrt/<bundle digest>/ and named after what
+changes them (component, GPU, torch and torch-tensorrt versions, precision); a bundle may also ship
+precompiled ones under its `tensorrt` key.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from engine.deps import require
+from engine.inference.base import BackendKind, Component, Runner, example_inputs
+from engine.inference.torch_backend import load_module
+from engine.models.bundle import Bundle
+
+
+def cache_key(component: Component, trt_version: str, precision: str = "fp16") -> str:
+    gpu = torch.cuda.get_device_name(0).replace(" ", "_") if torch.cuda.is_available() else "nogpu"
+    return f"{component.value}-{gpu}-torch{torch.__version__}-trt{trt_version}-{precision}"
+
+
+def cache_dir(bundle: Bundle) -> Path:
+    root = Path(os.environ.get("SYNESTHESIA_CACHE", Path.home() / ".cache" / "synesthesia"))
+    return root / "tensorrt" / bundle.digest
+
+
+class TensorRTRunner(Runner):
+    kind = BackendKind.TENSORRT
+
+    def __init__(self, bundle: Bundle, component: Component, device: str = "cuda") -> None:
+        if not torch.cuda.is_available():
+            raise RuntimeError("the tensorrt backend needs a CUDA GPU; none is visible")
+        trt = require("torch_tensorrt", "the tensorrt backend")
+        self.component = component
+        self.device = "cuda"
+        key = cache_key(component, getattr(trt, "__version__", "unknown"))
+        shipped = bundle.manifest.tensorrt.get(key)
+        path = bundle.file(shipped) if shipped else cache_dir(bundle) / f"{key}.ep"
+        if path.is_file():
+            self.module = trt.load(str(path)).module()
+        else:
+            module = load_module(bundle, component).to("cuda").eval()
+            example = [torch.as_tensor(x, device="cuda") for x in example_inputs(component, bundle.manifest)]
+            self.module = trt.compile(module, ir="dynamo", inputs=example, enabled_precisions={torch.float16})
+            path.parent.mkdir(parents=True, exist_ok=True)
+            trt.save(self.module, str(path), inputs=example)
+        self.cache_path = path
+
+    @torch.inference_mode()
+    def __call__(self, *inputs: np.ndarray) -> tuple[np.ndarray, ...]:
+        out = self.module(*[torch.as_tensor(x, device="cuda") for x in inputs])
+        out = out if isinstance(out, tuple | list) else (out,)
+        return tuple(o.float().cpu().numpy() for o in out)

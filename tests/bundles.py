@@ -1,0 +1,54 @@
+"""Small, randomly initialised bundles for tests (seconds to build, real ONNX inside)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from engine.audio.frontend import FrontEndConfig
+from engine.models.checkpoint import audio_model_from_config
+from engine.models.generator import Generator, GeneratorConfig
+from trainer.export import write_bundle
+
+CLASSES = ["angry", "happy", "sad", "neutral"]
+
+
+def make_bundle(path: Path, arch: str = "cnn", generator: bool = False, resolution: int = 64, seed: int = 0) -> Path:
+    torch.manual_seed(seed)
+    audio_model = audio_model_from_config({"arch": arch, "width": 8, "embedding_dim": 32, "rnn_hidden": 32}, 128)
+    gen = None
+    if generator:
+        gen = Generator(GeneratorConfig(resolution=resolution, z_dim=16, base_channels=4, max_channels=64))
+        # a few train-mode passes so BatchNorm statistics are not the identity defaults
+        gen.train()
+        with torch.no_grad():
+            for _ in range(3):
+                gen(torch.randn(8, 16), torch.nn.functional.normalize(torch.randn(8, 128), dim=1))
+        gen.eval()
+    index = None
+    if generator:
+        rng = np.random.default_rng(seed)
+        vecs = rng.standard_normal((12, 128)).astype(np.float32)
+        index = {
+            "vectors": vecs / np.linalg.norm(vecs, axis=1, keepdims=True),
+            "labels": np.array([CLASSES[i % 4] for i in range(12)]),
+            "ids": np.array([f"art-{i:03d}" for i in range(12)]),
+            "thumbnails": rng.integers(0, 255, (12, 16, 16, 3), dtype=np.uint8),
+        }
+    write_bundle(
+        path,
+        name="test-bundle",
+        audio_model=audio_model.eval(),
+        classes=CLASSES,
+        frontend=FrontEndConfig(),
+        mel_mean=np.full(128, -40.0),
+        mel_std=np.full(128, 20.0),
+        generator=gen,
+        art_index=index,
+        metrics={"note": "random weights, for tests"},
+        data={"corpora": [], "split": "none"},
+        license="test only",
+    )
+    return path
