@@ -101,6 +101,7 @@ class RenderSettings(_Section):
     vsync: bool = True
     hud: bool = False
     trails: float = Field(0.0, ge=0, lt=1, description="feedback: share of the last frame kept")
+    grade: float = Field(0.6, ge=0, le=1, description="colour grade strength from valence/arousal (0: none)")
     intensity: float = Field(1.0, ge=0, le=1)
     speed: float = Field(1.0, ge=0, le=10)
     condition_tau_s: float = Field(1.0, gt=0, description="time constant of the condition easing")
