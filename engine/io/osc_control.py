@@ -114,6 +114,10 @@ class OscControlServer:
     # -- packet handling (server thread) ---------------------------------------------------------------
     def handle_packet(self, data: bytes, client: tuple[str, int], osc_packet: Any) -> None:
         source = _source(client)
+        problem = packet_problem(data)
+        if problem:
+            self.surface.count(Outcome.MALFORMED, source, problem)
+            return
         try:
             messages = [m.message for m in osc_packet.OscPacket(data).messages]
         except (osc_packet.ParseError, *_PARSE_ERRORS) as exc:
@@ -143,6 +147,44 @@ class OscControlServer:
             self.replies += 1
         except (OSError, osc_types.BuildError) as exc:
             self.surface.log.warning("reply", "cannot reply to %s:%d: %s", host, port, exc)
+
+
+_BUNDLE = b"#bundle\x00"
+
+
+def packet_problem(data: bytes, depth: int = 0) -> str | None:
+    """Why a packet breaks OSC 1.0 framing (None if the framing is sound; the content is parsed later).
+
+    - an OSC packet's size is a multiple of 4; python-osc reads a truncated last float as if zero-padded,
+      so a cut-off value would be applied: refused here;
+    - python-osc skips bundle elements it cannot identify with a root-logger warning per element, which a
+      hostile sender turns into unbounded log output: refused here.
+    """
+    if len(data) % 4:
+        return f"packet of {len(data)} bytes (OSC packets are a multiple of 4 bytes): truncated"
+    if not data.startswith(_BUNDLE):
+        return None
+    if depth > 8:
+        return "bundles nested too deep"
+    index = 16  # "#bundle\0" + 8-byte timetag
+    if len(data) < index:
+        return "truncated bundle header"
+    while index < len(data):
+        if index + 4 > len(data):
+            return "truncated bundle element size"
+        (size,) = struct.unpack(">i", data[index : index + 4])
+        index += 4
+        element = data[index : index + size]
+        if size <= 0 or len(element) != size:
+            return f"bundle element of {size} bytes does not fit the packet"
+        if element.startswith(_BUNDLE):
+            nested = packet_problem(element, depth + 1)
+            if nested:
+                return nested
+        elif not element.startswith(b"/"):
+            return "bundle element is neither a message nor a bundle"
+        index += size
+    return None
 
 
 def _source(client: Any) -> str:

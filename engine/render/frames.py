@@ -93,8 +93,10 @@ class GeneratorStep:
         fps: float,
         max_stride: int = 8,
         adapt: bool = True,
+        clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.runner = runner
+        self.clock = clock
         self.resolution = int(resolution)
         self.budget_ms = 1000.0 / float(fps)
         self.max_stride = int(max_stride)
@@ -126,9 +128,9 @@ class GeneratorStep:
         if self.due:
             self._z[0] = z
             self._c[0] = c
-            start = time.perf_counter()
+            start = self.clock()
             (image,) = self.runner(self._z, self._c)
-            ms = (time.perf_counter() - start) * 1000.0
+            ms = (self.clock() - start) * 1000.0
             self.gen_ms = ms if self.generated == 0 else 0.8 * self.gen_ms + 0.2 * ms
             self.keys.push(image[0])
             self.generated += 1
@@ -200,7 +202,10 @@ class ColourGrade:
         return (w / w.sum()) @ self._tint
 
     def matrix(self, valence: float, arousal: float, pulse: float = 0.0) -> tuple[np.ndarray, float]:
-        """(A, contrast): out = contrast * (A x - mean) + mean, for x a column RGB vector."""
+        """(A, c): out = c * (A x - A mean) + A mean for x a column RGB vector (mean: the image's mean colour).
+
+        c is chosen so that luma deviations scale by the arousal contrast whatever the tint and brightness.
+        """
         k = self.strength
         v, a = float(valence), float(arousal)
         gains = 1.0 + k * (self.tint(v, a) - 1.0)
@@ -208,7 +213,10 @@ class ColourGrade:
         bright = max(0.0, 1.0 + k * 0.4 * v + 0.12 * float(pulse))
         contrast = max(0.2, 1.0 + k * 0.45 * a)
         m_sat = sat * np.eye(3) + (1.0 - sat) * np.outer(np.ones(3), LUMA)
-        return bright * (np.diag(gains) @ m_sat), contrast
+        A = bright * (np.diag(gains) @ m_sat)
+        # contrast is meant as the factor on luma deviations: undo what tint and brightness did to them
+        luma_gain = float(LUMA @ A @ np.ones(3))
+        return A, contrast / max(luma_gain, 0.2)
 
 
 # ----------------------------------------------------------------------------------------------------
