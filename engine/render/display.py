@@ -1,12 +1,13 @@
 """Where frames go: a pygame window, or a headless sink (ZeroMQ `frame` topic and/or a folder).
 
-The window: windowed (resizable) or fullscreen on a chosen display, hidden cursor when fullscreen,
-vsync where the driver gives it (checked by measuring, see `Pacer`), otherwise a perf_counter pacer.
+The window: windowed (resizable, clock-paced) or fullscreen on a chosen display with a hidden cursor and
+vsync where the driver gives it (SCALED renderer; checked by measuring the flips), otherwise a fullscreen
+surface at the display's size paced by a perf_counter clock (`Pacer`).
 Keys: Esc or q quits, h toggles the HUD.
 
 The headless sink never opens a window (it needs no video driver at all): frames are encoded (JPEG or
-PNG through pygame.image.save into memory) every `every`-th frame and handed to `frame_out` as the
-multipart message [b"frame", header JSON, image bytes], and/or written to a folder.
+PNG through pygame.image.save into memory) every `every`-th frame and handed to `frame_out` with a header
+({"frame", "width", "height", "format"}), and/or written to a folder.
 
 pygame is imported on first use (engine.deps.require), never at import time.
 """
@@ -14,10 +15,10 @@ pygame is imported on first use (engine.deps.require), never at import time.
 from __future__ import annotations
 
 import io
-import json
 import logging
 import os
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from enum import StrEnum
 from pathlib import Path
@@ -28,7 +29,9 @@ from engine.render.frames import pygame_module
 
 log = logging.getLogger("synesthesia.render")
 
-FrameOut = Callable[[list[bytes]], None]
+# (header fields, encoded image) -> None; must not block. The app routes it to the sender thread, which
+# sends the ZeroMQ multipart [b"frame", JSON {"v", "t", "seq", **header}, image].
+FrameOut = Callable[[dict[str, Any], bytes], None]
 
 
 class UiEvent(StrEnum):
@@ -118,18 +121,32 @@ class WindowSink:
             log.warning("display %d requested but only %d present; using display 0", index, n)
             index = 0
         size = (self.settings.width, self.settings.height)
-        flags = pg.FULLSCREEN if self.fullscreen else pg.RESIZABLE
         self.screen = None
-        if self.settings.vsync and self._refresh_allows_vsync(pg, index):
-            try:
-                # vsync needs the SDL renderer (SCALED); the logical size is kept, the GPU scales it
-                self.screen = pg.display.set_mode(size, flags | pg.SCALED, display=index, vsync=1)
-                self.pacing = PacingMode.VSYNC
-            except pg.error as exc:
-                log.info("vsync not available (%s); pacing with the clock", exc)
-        if self.screen is None:
-            self.screen = pg.display.set_mode(size, flags, display=index)
-            self.pacing = PacingMode.CLOCK
+        self.pacing = PacingMode.CLOCK
+        if self.fullscreen and self.settings.vsync and self._refresh_allows_vsync(pg, index):
+            # vsync needs the SDL renderer (SCALED): the canvas keeps the configured size and the GPU scales
+            # it to the display. Without a hardware renderer pygame warns and would scale in software: then a
+            # plain fullscreen surface at the display's own size is better.
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                try:
+                    self.screen = pg.display.set_mode(size, pg.FULLSCREEN | pg.SCALED, display=index, vsync=1)
+                    self.pacing = PacingMode.VSYNC
+                except pg.error as exc:
+                    log.info("vsync not available (%s); pacing with the clock", exc)
+            if self.screen is not None and any("renderer" in str(w.message) for w in caught):
+                log.info("no hardware renderer for vsync; pacing with the clock")
+                pg.display.quit()
+                pg.display.init()
+                self.screen = None
+                self.pacing = PacingMode.CLOCK
+        if self.screen is None and self.fullscreen:
+            desktop = pg.display.get_desktop_sizes()
+            full = desktop[index] if index < len(desktop) else size
+            self.screen = pg.display.set_mode(full, pg.FULLSCREEN, display=index)
+        elif self.screen is None:
+            # windowed: a plain resizable window, paced by the clock (a compositor does not tear anyway)
+            self.screen = pg.display.set_mode(size, pg.RESIZABLE, display=index)
         pg.display.set_caption(self.caption)
         if self.fullscreen:
             pg.mouse.set_visible(False)
@@ -274,8 +291,7 @@ class HeadlessSink:
         data = encode_surface(surface, self.fmt)
         width, height = surface.get_size()
         if self.frame_out is not None:
-            header = {"v": 1, "t": time.time(), "seq": self.seq, "width": width, "height": height, "format": self.fmt}
-            self.frame_out([b"frame", json.dumps(header).encode(), data])
+            self.frame_out({"frame": self.seq, "width": width, "height": height, "format": self.fmt}, data)
             self.published += 1
         if self.frames_dir is not None:
             ext = "jpg" if self.fmt == "jpeg" else "png"
@@ -287,3 +303,22 @@ class HeadlessSink:
 
     def close(self) -> None:
         self._out = None
+
+
+def choose_sink(
+    settings: RenderSettings,
+    kiosk: bool = False,
+    frame_out: FrameOut | None = None,
+    fmt: str = "jpeg",
+    every: int = 1,
+) -> tuple[WindowSink | HeadlessSink, str | None]:
+    """The sink for these settings: (sink, why it is headless although a window was asked for, or None).
+
+    A window is asked for unless `settings.headless`; with no display to open it on, the sink is headless.
+    """
+    if settings.headless:
+        return HeadlessSink(settings, frame_out, fmt, every), None
+    reason = display_unavailable()
+    if reason:
+        return HeadlessSink(settings, frame_out, fmt, every), reason
+    return WindowSink(settings, kiosk=kiosk), None

@@ -20,6 +20,7 @@ Buffers and surfaces are allocated once (and again on resize), not per frame.
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ LUMA = np.array([0.2126, 0.7152, 0.0722])
 
 def pygame_module() -> Any:
     """pygame, imported on first use (no display or audio subsystem is initialised here)."""
+    os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
     return require("pygame", "rendering")
 
 

@@ -62,9 +62,17 @@ class RenderMode(StrEnum):
     RECOVERING = "recovering"  # a stage failed; showing the last canvas until it restarts
 
 
+def is_silent(state: Any) -> bool:
+    """Silent by the tracker's state (after its silence hysteresis) when it has one, else by the window."""
+    kind = getattr(state, "state", None)
+    if kind is not None and hasattr(kind, "value"):
+        return str(kind.value).lower() == "silent"
+    return bool(getattr(state, "silent", False))
+
+
 def emotion_target(state: Any) -> tuple[np.ndarray | None, tuple[float, float] | None]:
-    """(shared vector or None when silent/absent, (valence, arousal) or None) from an emotion state."""
-    if state is None or getattr(state, "silent", False):
+    """(shared vector or None when silent/absent, (valence, arousal) or None) from an EmotionState."""
+    if state is None or is_silent(state):
         return None, None
     shared = getattr(state, "shared", None)
     va = (float(getattr(state, "valence", 0.0)), float(getattr(state, "arousal", 0.0)))
@@ -72,11 +80,10 @@ def emotion_target(state: Any) -> tuple[np.ndarray | None, tuple[float, float] |
 
 
 def state_time(state: Any) -> float | None:
-    """The monotonic time at which the state's analysis window ended, when the state says."""
-    for name in ("window_end", "t_window_end", "window_end_mono"):
-        value = getattr(state, name, None)
-        if isinstance(value, int | float):
-            return float(value)
+    """time.monotonic() at which the state's analysis window ended (captured), when the state says."""
+    value = getattr(state, "captured_at", None)
+    if isinstance(value, int | float) and value > 0:
+        return float(value)
     return None
 
 
@@ -318,7 +325,7 @@ class RenderLoop:
         if ctl.override is not None:
             o = ctl.override
             label = f"override {o.label}" if o.label else f"override v{o.valence:+.2f} a{o.arousal:+.2f}"
-        elif state is None or getattr(state, "silent", False):
+        elif state is None or is_silent(state):
             label = label or "silent"
         return hud_lines(
             label,
@@ -351,6 +358,9 @@ def _probs(state: Any) -> Mapping[str, float] | None:
     probs = getattr(state, "probs", None)
     if isinstance(probs, Mapping):
         return probs
+    classes = getattr(state, "classes", None)
+    if probs is not None and classes is not None and len(classes) == len(probs):
+        return {c: float(p) for c, p in zip(classes, probs, strict=True)}
     return None
 
 

@@ -1,0 +1,297 @@
+"""The render engine end to end, with real parts: a real window under Xvfb read back from the X server's
+framebuffer, the headless sink read back from the ZeroMQ `frame` topic, and control over real UDP OSC.
+
+Colour direction checks: the test bundle's generator has random weights ("lively": scaled so frames have
+contrast and follow z), so its own colours say nothing about emotion; what moves the colours in the art
+corpus's directions (trainer.artgen.EXPECTED_DIRECTIONS) is the render's colour grade from the
+valence/arousal of the override. These tests check that the grade reaches the screen and the stream.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pythonosc.osc_message_builder import OscMessageBuilder
+from pythonosc.osc_packet import OscPacket
+
+from tests.bundles import make_bundle
+from trainer.artgen import EXPECTED_DIRECTIONS, colour_stats
+
+zmq = pytest.importorskip("zmq")
+pytest.importorskip("pygame")
+
+ROOT = Path(__file__).resolve().parents[1]
+W, H = 320, 240
+HAPPY_SAD = [d for d in EXPECTED_DIRECTIONS if {d.higher, d.lower} == {"happy", "sad"}]
+
+
+@pytest.fixture(scope="session")
+def render_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_bundle(tmp_path_factory.mktemp("bundle") / "render", generator=True, lively=True)
+
+
+def free_port(kind: int = socket.SOCK_DGRAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Engine:
+    """A render engine subprocess and an OSC client socket (replies come back to it)."""
+
+    def __init__(self, proc: subprocess.Popen, osc_port: int, startup: str) -> None:
+        self.proc = proc
+        self.startup = startup
+        self.osc_port = osc_port
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+
+    def send(self, name: str, *args) -> None:
+        msg = OscMessageBuilder(address=f"/syn/ctl/{name}")
+        for a in args:
+            msg.add_arg(a)
+        self.sock.sendto(msg.build().dgram, ("127.0.0.1", self.osc_port))
+
+    def sendraw(self, data: bytes) -> None:
+        self.sock.sendto(data, ("127.0.0.1", self.osc_port))
+
+    def query(self, timeout: float = 10.0) -> dict[str, list]:
+        self.sock.settimeout(0.0)
+        try:  # drop stale replies
+            while True:
+                self.sock.recv(65536)
+        except BlockingIOError:
+            pass
+        self.send("query")
+        self.sock.settimeout(timeout)
+        data = self.sock.recv(65536)
+        return {m.message.address: list(m.message.params) for m in OscPacket(data).messages}
+
+    def wait_frames(self, n: int, timeout: float = 20.0) -> int:
+        """Wait until the engine has rendered `n` more frames; returns its frame count."""
+        start = self.query()["/syn/status/frames"][0]
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            frames = self.query()["/syn/status/frames"][0]
+            if frames >= start + n:
+                return frames
+            time.sleep(0.05)
+        raise AssertionError(f"engine rendered fewer than {n} frames in {timeout} s")
+
+    def close(self) -> str:
+        """Stop the engine; returns everything it printed."""
+        self.sock.close()
+        self.proc.terminate()
+        try:
+            out, _ = self.proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, _ = self.proc.communicate()
+        return self.startup + out
+
+
+def launch(bundle: Path, *args: str, env: dict[str, str] | None = None) -> Engine:
+    port = free_port()
+    cmd = [sys.executable, "-m", "tests.render_driver", "--bundle", str(bundle), "--osc-in", str(port)]
+    cmd += ["--duration", "120", "--width", str(W), "--height", str(H), "--fps", "20", *args]
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+    )
+    lines = []
+    end = time.monotonic() + 60
+    while time.monotonic() < end:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if line.startswith("READY"):
+            return Engine(proc, port, "".join(lines))
+    proc.kill()
+    raise AssertionError("engine did not start:\n" + "".join(lines))
+
+
+def mean_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a.astype(np.int16) - b.astype(np.int16)).mean())
+
+
+def check_control_behaviour(engine: Engine, grab) -> None:
+    """Shared by the window and the headless test: `grab()` returns the current frame (H x W x 3 uint8)."""
+    engine.send("smoothing", 0.2)  # the condition and the grade ease in ~1 s instead of ~5
+    engine.wait_frames(10)
+    # live: pixels change from frame to frame
+    shots = []
+    for _ in range(3):
+        shots.append(grab())
+        engine.wait_frames(4)
+    assert shots[0].max() > 30, "the window shows an image"
+    assert min(mean_abs_diff(a, b) for a, b in zip(shots, shots[1:], strict=False)) > 0.2
+
+    # freeze holds the image (the engine keeps rendering frames)
+    engine.send("freeze", 1)
+    engine.wait_frames(3)
+    held = grab()
+    engine.wait_frames(8)
+    assert mean_abs_diff(held, grab()) == 0.0
+    engine.send("freeze", 0)
+
+    # blackout is black
+    engine.send("blackout", 1)
+    engine.wait_frames(3)
+    assert grab().max() <= 8  # JPEG may ring by a level or two
+    engine.send("blackout", 0)
+
+    # override happy vs sad: colour statistics in the art corpus's directions
+    frames = {}
+    for label in ("happy", "sad"):
+        engine.send("override", label)
+        engine.wait_frames(30)  # 1.5 s at 20 fps: > 7 time constants
+        frames[label] = []
+        for _ in range(3):
+            frames[label].append(grab())
+            engine.wait_frames(3)
+    stats = {k: colour_stats(np.stack(v)) for k, v in frames.items()}
+    for d in HAPPY_SAD:
+        assert stats[d.higher][d.stat] > stats[d.lower][d.stat], (d, stats)
+    state = engine.query()
+    assert state["/syn/ctl/override"] == ["sad"]
+    assert state["/syn/status/mode"] == ["live"]
+
+
+# -- (a) the real window under Xvfb ----------------------------------------------------------------------
+
+
+@pytest.mark.display
+def test_window_under_xvfb_reads_back_pixels_and_obeys_osc(render_bundle, xvfb_server) -> None:
+    env = dict(os.environ, DISPLAY=xvfb_server.display, SDL_VIDEO_WINDOW_POS="0,0")
+    env.pop("SDL_VIDEODRIVER", None)
+    env.pop("WAYLAND_DISPLAY", None)
+    engine = launch(render_bundle, env=env)
+    try:
+
+        def grab() -> np.ndarray:
+            return xvfb_server.screenshot()[:H, :W]
+
+        check_control_behaviour(engine, grab)
+        outside = xvfb_server.screenshot()[H + 20 :, W + 20 :]
+        assert outside.max() == 0, "the window has the configured size"
+    finally:
+        out = engine.close()
+    assert "window 320x240" in out, out
+
+
+# -- (b) headless: frames on the ZeroMQ frame topic ------------------------------------------------------
+
+
+def decode_jpeg(data: bytes) -> np.ndarray:
+    import pygame
+
+    surface = pygame.image.load(io.BytesIO(data), "frame.jpg")
+    return pygame.surfarray.array3d(surface).swapaxes(0, 1)
+
+
+@pytest.fixture
+def headless(render_bundle) -> Iterator[tuple[Engine, object]]:
+    port = free_port(socket.SOCK_STREAM)
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "SDL_VIDEODRIVER")}
+    ctx = zmq.Context()
+    sub = ctx.socket(zmq.SUB)
+    sub.setsockopt(zmq.SUBSCRIBE, b"frame")
+    sub.setsockopt(zmq.RCVHWM, 4)
+    sub.setsockopt(zmq.LINGER, 0)
+    sub.connect(f"tcp://127.0.0.1:{port}")
+    engine = launch(render_bundle, "--zmq-frames", f"tcp://127.0.0.1:{port}", env=env)
+    try:
+        yield engine, sub
+    finally:
+        out = engine.close()
+        sub.close()
+        ctx.term()
+        assert "no display" in out and "running headless" in out, out
+
+
+def latest_frame(sub, timeout: float = 10.0) -> tuple[dict, np.ndarray]:
+    """The newest frame on the topic (older queued ones are skipped)."""
+    poller = zmq.Poller()
+    poller.register(sub, zmq.POLLIN)
+    parts = None
+    if not poller.poll(int(timeout * 1000)):
+        raise AssertionError("no frame published")
+    while poller.poll(0):
+        parts = sub.recv_multipart()
+    # wait for one more, so it was rendered after whatever was just sent
+    if poller.poll(int(timeout * 1000)):
+        parts = sub.recv_multipart()
+    topic, header, image = parts
+    assert topic == b"frame"
+    return json.loads(header), decode_jpeg(image)
+
+
+def test_headless_frames_on_zmq_change_and_obey_osc(headless) -> None:
+    engine, sub = headless
+    header, first = latest_frame(sub)
+    assert header["v"] == 1 and header["format"] == "jpeg"
+    assert (header["width"], header["height"]) == (W, H) == (first.shape[1], first.shape[0])
+    assert isinstance(header["seq"], int) and header["t"] > 0
+    seqs = [header["seq"], latest_frame(sub)[0]["seq"]]
+    assert seqs[1] > seqs[0]
+    check_control_behaviour(engine, lambda: latest_frame(sub)[1])
+
+
+# -- (c) a TouchDesigner-like operator: one float per address, 60 msg/s per channel, plus garbage -------
+
+
+def test_touchdesigner_like_stream_with_garbage_then_query(render_bundle) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "SDL_VIDEODRIVER")}
+    engine = launch(render_bundle, "--headless", env=env)
+    try:
+        before = engine.query()["/syn/status/frames"][0]
+        garbage = [
+            b"\x00\x01garbage",
+            OscMessageBuilder(address="/syn/ctl/intensity").build().dgram,  # no value
+            b"/syn/ctl/speed\x00\x00,f\x00\x00\x3f",  # truncated float
+            b"#bundle\x00" + b"\x00" * 8 + b"\x00\x00\x10\x00",  # element larger than the packet
+        ]
+        wrong_type = ("intensity", "high")
+        unknown = ("warpdrive", 1.0)
+        n_ticks = 180  # 3 s at 60 Hz
+        start = time.monotonic()
+        for i in range(n_ticks):
+            t = i / 60.0
+            # an OSC Out CHOP: one float per channel per cook, every value a float
+            engine.send("intensity", float(0.5 + 0.4 * np.sin(t)))
+            engine.send("speed", float(1.0 + 0.5 * np.cos(t)))
+            engine.send("blackout", 0.0)
+            engine.send("hud", 1.0 if i % 120 < 60 else 0.0)
+            if i % 10 == 0:
+                engine.sendraw(garbage[(i // 10) % len(garbage)])
+                engine.send(*wrong_type)
+                engine.send(*unknown)
+            delay = start + (i + 1) / 60.0 - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+        last = n_ticks - 1
+        state = engine.query()
+        assert state["/syn/ctl/intensity"][0] == pytest.approx(0.5 + 0.4 * np.sin(last / 60.0), abs=1e-5)
+        assert state["/syn/ctl/speed"][0] == pytest.approx(1.0 + 0.5 * np.cos(last / 60.0), abs=1e-5)
+        assert state["/syn/ctl/blackout"] == [0]
+        assert state["/syn/ctl/hud"] == [1 if last % 120 < 60 else 0]
+        bad = n_ticks // 10
+        assert state["/syn/control/malformed"][0] >= bad * 3 // 4  # 3 of 4 garbage kinds are framing errors
+        assert state["/syn/control/rejected"][0] >= bad  # wrong type (+ the argument-less intensity)
+        assert state["/syn/control/unknown"] == [bad]
+        assert state["/syn/control/applied"][0] >= 0.99 * n_ticks * 4  # UDP on localhost: next to no loss
+        frames = state["/syn/status/frames"][0]
+        assert frames > before + 30, "rendering went on throughout"
+        assert engine.wait_frames(5) > frames, "and still goes on"
+    finally:
+        engine.close()
