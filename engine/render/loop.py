@@ -9,9 +9,9 @@ One frame:
 Freeze holds the painted canvas and pauses the walk (it resumes where it stopped); blackout paints black
 while the walk keeps easing, so the picture returns where the room is now. Controls land between frames.
 
-In kiosk mode a `StageSupervisor` catches a failing render stage, keeps the window (showing the last
-canvas), and restarts the stage in-process with exponential backoff, counting restarts; past the limit
-the error propagates (and systemd restarts the process).
+In kiosk mode a `StageSupervisor` (engine/kiosk.py) catches a failing render stage, keeps the window
+(showing the last canvas), and restarts the stage in-process with exponential backoff, counting restarts;
+past the limit the error propagates (and systemd restarts the process).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import numpy as np
 
 from engine.config import EngineConfig, RenderSettings
 from engine.controls import Controls, ControlState
+from engine.kiosk import StageSupervisor
 from engine.render.frames import FramePainter, FrameStats, GeneratorStep, Hud, PostSettings, hud_lines
 from engine.render.latent import ConditionSpace, FeatureLike, LatentWalk
 
@@ -91,49 +92,6 @@ def control_state_from_config(cfg: EngineConfig) -> ControlState:
     """The initial operator controls from the config (render intensity, speed, seed, HUD; kiosk: no HUD)."""
     r = cfg.render
     return ControlState(intensity=r.intensity, speed=r.speed, seed=r.seed, hud=r.hud and not cfg.kiosk.enabled)
-
-
-class StageSupervisor:
-    """Counts failures of one stage and says when to restart it (exponential backoff, limit)."""
-
-    def __init__(self, name: str, limit: int, backoff_s: float = 0.5, max_backoff_s: float = 30.0) -> None:
-        self.name = name
-        self.limit = int(limit)
-        self.backoff_s = backoff_s
-        self.max_backoff_s = max_backoff_s
-        self.restarts = 0
-        self.failures = 0
-        self._due: float | None = None
-        self._streak = 0
-        self.last_error = ""
-
-    @property
-    def failed(self) -> bool:
-        return self._due is not None
-
-    def fail(self, exc: BaseException, now: float) -> None:
-        """Record a failure; raises it again when the limit is spent."""
-        self.failures += 1
-        self.last_error = f"{type(exc).__name__}: {exc}"
-        if self.restarts >= self.limit:
-            log.error("%s stage failed %d times; giving up: %s", self.name, self.failures, self.last_error)
-            raise exc
-        delay = min(self.max_backoff_s, self.backoff_s * 2.0**self._streak)
-        self._streak += 1
-        self._due = now + delay
-        log.exception("%s stage failed (%s); restarting in %.1f s", self.name, self.last_error, delay)
-
-    def due(self, now: float) -> bool:
-        return self._due is not None and now >= self._due
-
-    def restarted(self) -> None:
-        self._due = None
-        self.restarts += 1
-        log.warning("%s stage restarted (%d so far)", self.name, self.restarts)
-
-    def healthy(self) -> None:
-        """A frame went through: the next failure starts the backoff from the beginning."""
-        self._streak = 0
 
 
 @dataclass
