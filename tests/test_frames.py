@@ -7,12 +7,23 @@ from __future__ import annotations
 
 import itertools
 import os
+import threading
+import time
 
 import numpy as np
 import pytest
 
 from engine.inference.base import BackendKind, Component, Runner
-from engine.render.frames import ColourGrade, FramePainter, FrameStats, GeneratorStep, Hud, Keyframes, PostSettings
+from engine.render.frames import (
+    ColourGrade,
+    FramePainter,
+    FrameStats,
+    GeneratorStep,
+    GeneratorThread,
+    Hud,
+    Keyframes,
+    PostSettings,
+)
 from engine.render.latent import CLASS_VA
 from trainer.artgen import EXPECTED_DIRECTIONS, colour_stats
 
@@ -210,3 +221,77 @@ def test_frame_stats_fps_and_p99() -> None:
     assert stats.fps == pytest.approx(100 / (99 * 0.01 + 0.05), rel=1e-6)
     assert stats.p99_ms == pytest.approx(10.0 + 0.01 * 40, rel=0.2)
     assert stats.frames == 101
+
+
+class GatedRunner(Runner):
+    """Blocks in each call until the test opens the gate; returns images whose value counts the calls."""
+
+    kind = BackendKind.TORCH
+    device = "cpu"
+    component = Component.GENERATOR
+
+    def __init__(self, fail_on: int | None = None) -> None:
+        self.gate = threading.Semaphore(0)
+        self.calls = 0
+        self.fail_on = fail_on
+
+    def __call__(self, z: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, ...]:
+        self.gate.acquire()
+        self.calls += 1
+        if self.calls == self.fail_on:
+            raise RuntimeError("device lost")
+        return (np.full((1, 3, R, R), -1.0 + 0.25 * self.calls, dtype=np.float32),)
+
+
+def wait_until(predicate, timeout: float = 5.0) -> None:
+    end = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < end, "timed out"
+        time.sleep(0.002)
+
+
+def test_generator_thread_never_waits_for_the_generator_and_crossfades() -> None:
+    clock = FakeClock()
+    runner = GatedRunner()
+    step = GeneratorThread(runner, R, 4, 8, fps=60, clock=clock)
+    step.start()
+    try:
+        z, c = np.zeros(4, np.float32), np.zeros(8, np.float32)
+        for _ in range(10):  # the generator is blocked: frames still come (black until the first result)
+            assert step(z, c)[0, 0, 0] == 0.0
+            clock.t += 1 / 60
+        values = []
+        for k in range(3):  # results arrive every 6 frames
+            runner.gate.release()
+            wait_until(lambda k=k: step._has_result or step.generated > k)
+            for _ in range(6):
+                values.append(float(step(z, c)[0, 0, 0]))
+                clock.t += 1 / 60
+        assert step.generated == 3
+        assert step.stride == 6
+        assert all(b >= a for a, b in itertools.pairwise(values)), values
+        # once the period is known, each frame moves a sixth of a key interval (0.125 in [0, 1])
+        np.testing.assert_allclose(np.diff(values[-6:]), 0.125 / 6, atol=1e-6)
+    finally:
+        for _ in range(10):
+            runner.gate.release()
+        step.stop()
+
+
+def test_generator_thread_hands_errors_to_the_render_thread() -> None:
+    runner = GatedRunner(fail_on=1)
+    step = GeneratorThread(runner, R, 4, 8, fps=60)
+    step.start()
+    try:
+        z, c = np.zeros(4, np.float32), np.zeros(8, np.float32)
+        step(z, c)
+        runner.gate.release()
+        wait_until(lambda: step._error is not None)
+        with pytest.raises(RuntimeError, match="device lost"):
+            step(z, c)
+        step.replace_runner(GatedRunner())  # a restart: a fresh worker with the new runner
+        step(z, c)
+        assert step._thread is not None and step._thread.is_alive()
+    finally:
+        step.runner.gate.release()
+        step.stop()

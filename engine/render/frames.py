@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -116,8 +117,21 @@ class GeneratorStep:
         self.post_ms = 0.0  # EMA of the rest of the frame
         self.generated = 0
         self.frames = 0
+        self.last_ms = 0.0  # the generator call in the latest frame (0: none)
+        self.key_frame = -1  # index (in calls) of the frame whose (z, c) the newest keyframe was made from
         self._since_key = 0
         self._room_frames = 0
+
+    def replace_runner(self, runner: Runner) -> None:
+        """Use another runner (a restarted backend) from the next frame on."""
+        self.runner = runner
+        self.reset()
+
+    def start(self) -> None:
+        """Nothing to start: the generator runs inline, in the render thread."""
+
+    def stop(self) -> None:
+        """Nothing to stop."""
 
     def report_post_ms(self, ms: float) -> None:
         self.post_ms = ms if self.post_ms == 0.0 else 0.9 * self.post_ms + 0.1 * ms
@@ -127,12 +141,15 @@ class GeneratorStep:
         return self.keys.count < 2 or self._since_key >= self.stride
 
     def __call__(self, z: np.ndarray, c: np.ndarray) -> np.ndarray:
+        self.last_ms = 0.0
         if self.due:
             self._z[0] = z
             self._c[0] = c
             start = self.clock()
             (image,) = self.runner(self._z, self._c)
             ms = (self.clock() - start) * 1000.0
+            self.last_ms = ms
+            self.key_frame = self.frames
             self.gen_ms = ms if self.generated == 0 else 0.8 * self.gen_ms + 0.2 * ms
             self.keys.push(image[0])
             self.generated += 1
@@ -161,6 +178,152 @@ class GeneratorStep:
                 self._room_frames = 0
         else:
             self._room_frames = 0
+
+
+class GeneratorThread:
+    """Stage with the GeneratorStep interface whose generator runs at its own pace on an explicit thread.
+
+    For generators slower than the frame budget (a CPU-only machine, a large bundle): the render loop never
+    waits for G. Each frame posts the walk's newest (z, c) into a one-slot mailbox (an unserved request
+    is replaced: the worker always paints the newest position, nothing queues up) and takes the newest
+    finished image, if any, from a one-slot result box. The picture crossfades over time from the
+    previous generated frame to the newest one across one generator period, so it moves continuously and
+    trails the walk by about one period. If a result is late, the newest frame is held until it comes.
+
+    The thread is started and stopped by the owner of the render loop (`start()` / `stop()`); a runner
+    error is raised again in the render thread on the next call (so a supervisor sees it).
+    """
+
+    def __init__(
+        self,
+        runner: Runner,
+        resolution: int,
+        z_dim: int,
+        cond_dim: int,
+        fps: float,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.runner = runner
+        self.clock = clock
+        self.resolution = int(resolution)
+        self.frame_s = 1.0 / float(fps)
+        self.keys = Keyframes(self.resolution)
+        self.out = np.zeros((self.resolution, self.resolution, 3), dtype=np.float32)
+        self._req_z = np.zeros((1, z_dim), dtype=np.float32)
+        self._req_c = np.zeros((1, cond_dim), dtype=np.float32)
+        self._work_z = np.zeros((1, z_dim), dtype=np.float32)
+        self._work_c = np.zeros((1, cond_dim), dtype=np.float32)
+        self._result = np.zeros((3, self.resolution, self.resolution), dtype=np.float32)
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self.reset()
+
+    def reset(self) -> None:
+        with self._lock:
+            self.keys.reset()
+            self._has_request = False
+            self._has_result = False
+            self._result_ms = 0.0
+            self._req_frame = self._work_frame = self._result_frame = -1
+        self.gen_ms = 0.0
+        self.post_ms = 0.0
+        self.period_s = 0.0  # EMA of the time between results arriving
+        self.generated = 0
+        self.frames = 0
+        self.last_ms = 0.0  # always 0: the generator never runs in the render thread
+        self.key_frame = -1  # index (in calls) of the frame whose (z, c) the newest keyframe was made from
+        self._t_next: float | None = None
+
+    @property
+    def stride(self) -> int:
+        """Display frames per generated frame (for the status), from the measured period."""
+        return max(1, round(self.period_s / self.frame_s)) if self.period_s else 1
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._work, name="generator", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5.0)
+            self._thread = None
+
+    def replace_runner(self, runner: Runner) -> None:
+        self.stop()
+        self.runner = runner
+        self._error = None
+        self.reset()
+        self.start()
+
+    def report_post_ms(self, ms: float) -> None:
+        self.post_ms = ms if self.post_ms == 0.0 else 0.9 * self.post_ms + 0.1 * ms
+
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            if not self._wake.wait(timeout=0.2):
+                continue
+            with self._lock:
+                self._wake.clear()
+                if not self._has_request:
+                    continue
+                self._work_z[...] = self._req_z
+                self._work_c[...] = self._req_c
+                self._work_frame = self._req_frame
+                self._has_request = False
+            start = time.perf_counter()
+            try:
+                (image,) = self.runner(self._work_z, self._work_c)
+            except Exception as exc:  # handed to the render thread, which decides (supervisor or crash)
+                self._error = exc
+                return
+            ms = (time.perf_counter() - start) * 1000.0
+            with self._lock:
+                self._result[...] = image[0]
+                self._has_result = True
+                self._result_ms = ms
+                self._result_frame = self._work_frame
+
+    def __call__(self, z: np.ndarray, c: np.ndarray) -> np.ndarray:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+        if self._thread is None:
+            self.start()
+        now = self.clock()
+        with self._lock:
+            self._req_z[0] = z
+            self._req_c[0] = c
+            self._req_frame = self.frames
+            self._has_request = True
+            if self._has_result:
+                self.keys.push(self._result)
+                self.key_frame = self._result_frame
+                self._has_result = False
+                ms = self._result_ms
+                arrived = True
+            else:
+                arrived = False
+        self._wake.set()
+        if arrived:
+            self.gen_ms = ms if self.generated == 0 else 0.8 * self.gen_ms + 0.2 * ms
+            if self._t_next is not None:
+                gap = now - self._t_next
+                self.period_s = gap if self.period_s == 0.0 else 0.8 * self.period_s + 0.2 * gap
+            self._t_next = now
+            self.generated += 1
+        self.frames += 1
+        if self._t_next is None:  # nothing generated yet: black until the first frame
+            return self.keys.blend(1.0, self.out)
+        w = (now - self._t_next) / self.period_s if self.period_s > 0 else 1.0
+        return self.keys.blend(w, self.out)
 
 
 # ----------------------------------------------------------------------------------------------------

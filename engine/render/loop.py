@@ -26,10 +26,18 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from engine.config import EngineConfig, RenderSettings
+from engine.config import EngineConfig, GeneratorMode, RenderSettings
 from engine.controls import Controls, ControlState
 from engine.kiosk import StageSupervisor
-from engine.render.frames import FramePainter, FrameStats, GeneratorStep, Hud, PostSettings, hud_lines
+from engine.render.frames import (
+    FramePainter,
+    FrameStats,
+    GeneratorStep,
+    GeneratorThread,
+    Hud,
+    PostSettings,
+    hud_lines,
+)
 from engine.render.latent import ConditionSpace, FeatureLike, LatentWalk
 
 log = logging.getLogger("synesthesia.render")
@@ -131,7 +139,7 @@ class RenderLoop:
         self,
         settings: RenderSettings,
         walk: LatentWalk,
-        generator: GeneratorStep,
+        generator: GeneratorStep | GeneratorThread,
         painter: FramePainter,
         sink: Sink,
         controls: Controls,
@@ -162,7 +170,7 @@ class RenderLoop:
         self._snapshot = self.status.as_dict()
         self._last: float | None = None
         self._seen_state: Any = None
-        self._pending_latency: float | None = None  # window-end time of a state not yet on screen
+        self._pending_latency: tuple[float, int] | None = None  # (window end, first frame) of a state not on screen
         self._canvas: Any = None
         self._view: tuple[str | None, Mapping[str, float] | None] = (None, None)
         self.quit_requested = False
@@ -170,12 +178,14 @@ class RenderLoop:
     # -- lifecycle ------------------------------------------------------------------------------------
     def open(self) -> None:
         self.sink.open()
+        self.generator.start()
         screen = getattr(self.sink, "screen", None)
         if screen is not None:
             self.painter.adopt_format(screen)
         self.painter.resize(self.sink.size)
 
     def close(self) -> None:
+        self.generator.stop()
         self.sink.close()
 
     def snapshot(self) -> dict[str, Any]:
@@ -205,18 +215,19 @@ class RenderLoop:
         state = self.emotion()
         if state is not self._seen_state:
             self._seen_state = state
-            self._pending_latency = state_time(state)
+            window_end = state_time(state)
+            # the first generator input that can reflect it is this frame's
+            self._pending_latency = None if window_end is None else (window_end, self.generator.frames)
         start = time.perf_counter()
-        gen_before = self.generator.generated
         mode = self._render(dt, ctl, state, now)
         overlay = self._draw_hud if ctl.hud else None
         if self._canvas is not None:
             self.sink.present(self._canvas, overlay)
         elapsed_ms = (time.perf_counter() - start) * 1000.0
-        generated = self.generator.generated != gen_before
-        self.generator.report_post_ms(elapsed_ms - (self.generator.gen_ms if generated else 0.0))
-        if generated and self._pending_latency is not None:
-            self.status.latency_ms = (time.monotonic() - self._pending_latency) * 1000.0
+        self.generator.report_post_ms(elapsed_ms - self.generator.last_ms)
+        pending = self._pending_latency
+        if pending is not None and self.generator.key_frame >= pending[1]:
+            self.status.latency_ms = (time.monotonic() - pending[0]) * 1000.0
             self._pending_latency = None
         self.stats.tick(now)
         self._update_status(mode)
@@ -252,8 +263,9 @@ class RenderLoop:
 
     def _restart_stages(self, ctl: ControlState) -> None:
         if self.reopen_generator is not None:
-            self.generator.runner = self.reopen_generator()
-        self.generator.reset()
+            self.generator.replace_runner(self.reopen_generator())
+        else:
+            self.generator.reset()
         self.walk.reset(ctl.seed, ctl.seed_generation)
         self.painter.reset()
         self.hud.reset()
@@ -322,6 +334,24 @@ def _probs(state: Any) -> Mapping[str, float] | None:
     return None
 
 
+def choose_generator_mode(settings: RenderSettings, runner: Any, manifest: Any) -> GeneratorMode:
+    """`auto`: its own thread when one generator call takes more than half a frame, else inline."""
+    if settings.generator_mode is not GeneratorMode.AUTO:
+        return settings.generator_mode
+    from engine.inference.base import Component, example_inputs
+
+    example = example_inputs(Component.GENERATOR, manifest)
+    times = []
+    for _ in range(5):
+        start = time.perf_counter()
+        runner(*example)
+        times.append((time.perf_counter() - start) * 1000.0)
+    ms = sorted(times)[len(times) // 2]
+    mode = GeneratorMode.THREAD if ms > 0.5 * 1000.0 / settings.fps else GeneratorMode.INLINE
+    log.info("generator %.1f ms per frame at %.0f fps: %s", ms, settings.fps, mode.value)
+    return mode
+
+
 def build_render_loop(
     cfg: EngineConfig,
     bundle: Any,
@@ -348,7 +378,9 @@ def build_render_loop(
     log.info("render: %s", selection.message)
     space = ConditionSpace.from_bundle(bundle)
     walk = LatentWalk(space, gen.z_dim, r.condition_tau_s, seed=r.seed)
-    step = GeneratorStep(selection.runner, gen.resolution, gen.z_dim, bundle.manifest.shared_dim, r.fps)
+    mode = choose_generator_mode(r, selection.runner, bundle.manifest)
+    args = (selection.runner, gen.resolution, gen.z_dim, bundle.manifest.shared_dim, r.fps)
+    step = GeneratorThread(*args) if mode is GeneratorMode.THREAD else GeneratorStep(*args)
     painter = FramePainter(gen.resolution, sink.size, bundle.classes, PostSettings(trails=r.trails, grade=r.grade))
     return RenderLoop(
         r,
