@@ -120,13 +120,14 @@ def test_h_toggles_the_hud_and_quit_ends_the_run(loop_parts) -> None:
 
 
 def test_silence_moves_the_condition_back_to_neutral(loop_parts) -> None:
-    loop, _, _, box, _bundle = loop_parts
+    loop, _, controls, box, _bundle = loop_parts
+    controls.apply("smoothing", 0.2)
     space = loop.walk.space
     box[0] = State(space.centroid("angry"), -0.7, 0.75, captured_at=time.monotonic())
-    t = run(loop, 300)
+    t = run(loop, 90)
     assert float(loop.walk.condition @ space.centroid("angry")) > 0.99
     box[0] = State(space.centroid("angry"), -0.7, 0.75, captured_at=time.monotonic(), silent=True)
-    run(loop, 600, t)
+    run(loop, 90, t)
     assert float(loop.walk.condition @ space.neutral) > 0.99
 
 
