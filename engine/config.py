@@ -42,6 +42,7 @@ class AudioSettings(_Section):
     block_ms: float = Field(20.0, gt=0, le=200, description="capture block length")
     ring_s: float = Field(10.0, ge=4.0, le=120, description="ring buffer length")
     reconnect_s: float = Field(2.0, gt=0, description="wait between attempts to reopen a lost device")
+    stall_s: float = Field(2.0, gt=0, description="no audio from an open device for this long: it is lost")
 
     @field_validator("source")
     @classmethod

@@ -13,6 +13,18 @@ from tests import realparts
 from tests.bundles import make_bundle
 
 
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Encoder-only bundle with random weights."""
+    return make_bundle(tmp_path_factory.mktemp("bundle") / "tiny")
+
+
+@pytest.fixture(scope="session")
+def full_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Encoder, 64 px generator and art index, random weights."""
+    return make_bundle(tmp_path_factory.mktemp("bundle") / "full", generator=True)
+
+
 def skip_or_fail(reason: str) -> None:
     """Skip a test whose real parts are missing here; in CI (CI=true) that is a broken setup, so fail."""
     if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
@@ -72,15 +84,3 @@ def xvfb_server() -> Iterator[realparts.XvfbServer]:
 def xvfb_display(xvfb_server: realparts.XvfbServer) -> str:
     """The DISPLAY string (e.g. ``":3"``) of the session's Xvfb; pass it to subprocesses, not os.environ."""
     return xvfb_server.display
-
-
-@pytest.fixture(scope="session")
-def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Encoder-only bundle with random weights."""
-    return make_bundle(tmp_path_factory.mktemp("bundle") / "tiny")
-
-
-@pytest.fixture(scope="session")
-def full_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Encoder, 64 px generator and art index, random weights."""
-    return make_bundle(tmp_path_factory.mktemp("bundle") / "full", generator=True)
