@@ -1,8 +1,8 @@
 """`synesthesia run`: the Engine object (source -> ring -> analysis -> sender) and the headless main loop.
 
 Threads: the source's capture thread(s), the analysis thread, the sender thread. The main thread owns the
-Engine and calls `tick()` (headless loop here; the render loop later), which publishes the per-frame audio
-features, heartbeat and status when they are due. A render loop plugs in like this::
+Engine and calls `tick()` (headless loop here; the render loop in engine/render/show.py), which publishes
+the per-frame audio features, heartbeat and status when they are due. A render loop plugs in like this::
 
     engine = Engine(config, bundle)
     engine.start()
@@ -301,12 +301,6 @@ def run_headless(engine: Engine, duration_s: float | None, stop: threading.Event
         stop.wait(min(wait, end - now) if end is not None else wait)
 
 
-def _run_windowed(engine: Engine, cfg: EngineConfig, stop: threading.Event) -> None:
-    """Hook for the display render loop (engine/render); until it lands, the show runs headless."""
-    say("the display renderer is not available in this build; running headless")
-    run_headless(engine, cfg.duration_s, stop)
-
-
 def run_from_args(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
     """`synesthesia run`: config + bundle -> Engine; runs until --duration or SIGINT/SIGTERM; exit 0."""
     cfg = load_config(args.config, overrides)
@@ -314,20 +308,33 @@ def run_from_args(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
     if cfg.bundle is None and not (DEFAULT_BUNDLE / "manifest.json").is_file():
         say(f"no model bundle at {DEFAULT_BUNDLE}; pass --bundle DIR (build one with `synesthesia-train default`)")
         return 2
+    from engine.io.control import ControlSurface
+    from engine.render.loop import control_state_from_config
+    from engine.render.show import QueryState, run_show, start_control_servers, wants_renderer
+
+    if cfg.kiosk.enabled:
+        from engine.kiosk import setup_kiosk_logging
+
+        setup_kiosk_logging(cfg.kiosk, cfg.log_level)
     bundle = load_bundle(cfg.bundle)
-    engine = Engine(cfg, bundle)
+    engine = Engine(cfg, bundle, Controls(bundle.classes, control_state_from_config(cfg)))
     stop = threading.Event()
     previous = {}
     for sig in (signal.SIGINT, signal.SIGTERM):
         previous[sig] = signal.signal(sig, lambda *_: stop.set())
+    servers: list[Any] = []
     try:
         engine.start()
         say(f"listening ({engine.source.name}); {engine.backend_message}")
-        if cfg.render.headless:
-            run_headless(engine, cfg.duration_s, stop)
+        query = QueryState(engine)
+        servers = start_control_servers(cfg, ControlSurface(engine.controls, status=query))
+        if wants_renderer(cfg):
+            run_show(engine, cfg, stop, query)
         else:
-            _run_windowed(engine, cfg, stop)
+            run_headless(engine, cfg.duration_s, stop)
     finally:
+        for server in servers:
+            server.stop()
         engine.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)

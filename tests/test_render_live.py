@@ -1,5 +1,7 @@
-"""The render engine end to end, with real parts: a real window under Xvfb read back from the X server's
-framebuffer, the headless sink read back from the ZeroMQ `frame` topic, and control over real UDP OSC.
+"""`synesthesia run` end to end, with real parts: the engine (`python -m engine run --source file:...`) in a
+subprocess with a tiny bundle; its real window under Xvfb read back from the X server's framebuffer
+(Xvfb -fbdir, tests/realparts.py), its headless frames read back from the ZeroMQ `frame` topic, and
+control over real UDP OSC.
 
 Colour direction checks: the test bundle's generator has random weights ("lively": scaled so frames have
 contrast and follow z), so its own colours say nothing about emotion; what moves the colours in the art
@@ -101,24 +103,49 @@ class Engine:
         return self.startup + out
 
 
-def launch(bundle: Path, *args: str, env: dict[str, str] | None = None) -> Engine:
+@pytest.fixture(scope="session")
+def audio_fixture(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """6 s of sound with attacks: noise bursts over a chord, so loudness and onsets move the picture."""
+    import soundfile as sf
+
+    sr = 22050
+    t = np.arange(6 * sr) / sr
+    rng = np.random.default_rng(0)
+    chord = sum(np.sin(2 * np.pi * f * t) for f in (220.0, 277.2, 329.6)) / 3
+    envelope = np.exp(-((t % 0.5) / 0.12))  # an attack every half second
+    audio = 0.3 * chord * (0.4 + 0.6 * envelope) + 0.2 * envelope * rng.standard_normal(t.size)
+    path = tmp_path_factory.mktemp("audio") / "room.wav"
+    sf.write(path, audio.astype(np.float32), sr)
+    return path
+
+
+def launch(bundle: Path, audio: Path, tmp: Path, *args: str, env: dict[str, str] | None = None) -> Engine:
+    """`python -m engine run` on free ports, with a small window/canvas at 20 fps (config file)."""
     port = free_port()
-    cmd = [sys.executable, "-m", "tests.render_driver", "--bundle", str(bundle), "--osc-in", str(port)]
-    cmd += ["--duration", "120", "--width", str(W), "--height", str(H), "--fps", "20", *args]
+    config = tmp / "test.toml"
+    config.write_text(
+        f'[render]\nwidth = {W}\nheight = {H}\nfps = 20\nbackend = "onnx"\ndevice = "cpu"\n'
+        '[analysis]\nbackend = "onnx"\ndevice = "cpu"\n'
+    )
+    cmd = [sys.executable, "-m", "engine", "run", "--config", str(config), "--bundle", str(bundle)]
+    cmd += ["--source", f"file:{audio}", "--osc-in", str(port), "--osc", f"127.0.0.1:{free_port()}"]
+    cmd += ["--zmq-ctl", f"tcp://127.0.0.1:{free_port(socket.SOCK_STREAM)}", "--duration", "120", *args]
+    if "--zmq-pub" not in args:
+        cmd += ["--zmq-pub", f"tcp://127.0.0.1:{free_port(socket.SOCK_STREAM)}"]
     proc = subprocess.Popen(
         cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
     )
     lines = []
-    end = time.monotonic() + 60
+    end = time.monotonic() + 90
     while time.monotonic() < end:
         line = proc.stdout.readline()
         if not line:
             break
         lines.append(line)
-        if line.startswith("READY"):
+        if line.startswith("synesthesia: rendering to"):
             return Engine(proc, port, "".join(lines))
     proc.kill()
-    raise AssertionError("engine did not start:\n" + "".join(lines))
+    raise AssertionError("engine did not start rendering:\n" + "".join(lines))
 
 
 def mean_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
@@ -172,11 +199,11 @@ def check_control_behaviour(engine: Engine, grab) -> None:
 
 
 @pytest.mark.display
-def test_window_under_xvfb_reads_back_pixels_and_obeys_osc(render_bundle, xvfb_server) -> None:
+def test_window_under_xvfb_reads_back_pixels_and_obeys_osc(render_bundle, audio_fixture, xvfb_server, tmp_path) -> None:
     env = dict(os.environ, DISPLAY=xvfb_server.display, SDL_VIDEO_WINDOW_POS="0,0")
     env.pop("SDL_VIDEODRIVER", None)
     env.pop("WAYLAND_DISPLAY", None)
-    engine = launch(render_bundle, env=env)
+    engine = launch(render_bundle, audio_fixture, tmp_path, env=env)
     try:
 
         def grab() -> np.ndarray:
@@ -200,17 +227,28 @@ def decode_jpeg(data: bytes) -> np.ndarray:
     return pygame.surfarray.array3d(surface).swapaxes(0, 1)
 
 
+def no_display_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "SDL_VIDEODRIVER")}
+
+
 @pytest.fixture
-def headless(render_bundle) -> Iterator[tuple[Engine, object]]:
+def headless(render_bundle, audio_fixture, tmp_path) -> Iterator[tuple[Engine, object]]:
     port = free_port(socket.SOCK_STREAM)
-    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "SDL_VIDEODRIVER")}
     ctx = zmq.Context()
     sub = ctx.socket(zmq.SUB)
     sub.setsockopt(zmq.SUBSCRIBE, b"frame")
     sub.setsockopt(zmq.RCVHWM, 4)
     sub.setsockopt(zmq.LINGER, 0)
     sub.connect(f"tcp://127.0.0.1:{port}")
-    engine = launch(render_bundle, "--zmq-frames", f"tcp://127.0.0.1:{port}", env=env)
+    engine = launch(
+        render_bundle,
+        audio_fixture,
+        tmp_path,
+        "--zmq-frames",
+        "--zmq-pub",
+        f"tcp://127.0.0.1:{port}",
+        env=no_display_env(),
+    )
     try:
         yield engine, sub
     finally:
@@ -251,9 +289,9 @@ def test_headless_frames_on_zmq_change_and_obey_osc(headless) -> None:
 # -- (c) a TouchDesigner-like operator: one float per address, 60 msg/s per channel, plus garbage -------
 
 
-def test_touchdesigner_like_stream_with_garbage_then_query(render_bundle) -> None:
-    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "SDL_VIDEODRIVER")}
-    engine = launch(render_bundle, "--headless", env=env)
+def test_touchdesigner_like_stream_with_garbage_then_query(render_bundle, audio_fixture, tmp_path) -> None:
+    # headless, frames published (to nobody): the render loop runs and counts frames
+    engine = launch(render_bundle, audio_fixture, tmp_path, "--headless", "--zmq-frames", env=no_display_env())
     try:
         before = engine.query()["/syn/status/frames"][0]
         garbage = [

@@ -193,8 +193,14 @@ class RenderLoop:
         with self._lock:
             return dict(self._snapshot)
 
-    def run(self, stop: threading.Event | None = None, duration_s: float | None = None) -> int:
-        """Render until quit (window), `stop` is set or `duration_s` passes; returns frames rendered."""
+    def run(
+        self,
+        stop: threading.Event | None = None,
+        duration_s: float | None = None,
+        after_frame: Callable[[], bool] | None = None,
+    ) -> int:
+        """Render until quit (window), `stop` is set, `duration_s` passes or `after_frame()` returns False;
+        returns the frames rendered."""
         end = None if duration_s is None else time.monotonic() + duration_s
         while not self.quit_requested:
             if stop is not None and stop.is_set():
@@ -202,6 +208,8 @@ class RenderLoop:
             if end is not None and time.monotonic() >= end:
                 break
             self.step()
+            if after_frame is not None and not after_frame():
+                break
             self.sink.wait()
         return self.stats.frames
 
