@@ -151,6 +151,70 @@ def _paced(bundle: Any, runner: Any, width: int, height: int, fps: float, mode: 
         "fps": round(1000.0 * len(times) / sum(times), 2),
         "frame_ms_p50": _pct(times, 50),
         "frame_ms_p99": _pct(times, 99),
+        "generated_per_s": round(1000.0 * loop.generator.generated / sum(times), 2),
         "stride": loop.generator.stride,
         "state_to_frame_ms": {"p50": _pct(latencies, 50), "p99": _pct(latencies, 99), "n": len(latencies)},
     }
+
+
+def render_rows(
+    bundle: Any,
+    backends: list[str] | None = None,
+    device: str = "auto",
+    seconds: float = 5.0,
+    width: int = 1280,
+    height: int = 720,
+    fps: float = 60.0,
+) -> dict[str, Any]:
+    """The render rows for each backend that opens here (key `<backend>/<device>`); failures say why."""
+    from engine.inference.base import BackendKind
+    from engine.inference.select import cuda_available, open_runner
+
+    if device == "auto":
+        device = "cuda" if cuda_available() else "cpu"
+    kinds = backends or [k.value for k in BackendKind if k is not BackendKind.AUTO]
+    rows: dict[str, Any] = {}
+    for kind in kinds:
+        label = f"{kind}/{device}"
+        try:
+            selection = open_runner(bundle, Component.GENERATOR, kind, device)
+        except Exception as exc:  # report and go on with the next backend
+            rows[label] = {"error": f"{type(exc).__name__}: {exc}"}
+            continue
+        runner = selection.runner
+        if runner.kind.value != kind or runner.device != device:  # open_runner fell back: not this backend
+            rows[label] = {"error": f"unavailable ({'; '.join(selection.failures.values())})"}
+            continue
+        log.info("bench render %s", label)
+        rows[label] = bench_render(bundle, runner, seconds, width, height, fps)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m engine.render.bench`: the render rows alone, as JSON on stdout."""
+    import argparse
+    import json
+    import platform
+
+    from engine.models.bundle import load_bundle
+
+    p = argparse.ArgumentParser(prog="python -m engine.render.bench", description=__doc__.splitlines()[0])
+    p.add_argument("--bundle", metavar="DIR")
+    p.add_argument("--backends", default="", help="comma list of torch,onnx,tensorrt (default: all)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--seconds", type=float, default=5.0)
+    p.add_argument("--width", type=int, default=1280)
+    p.add_argument("--height", type=int, default=720)
+    p.add_argument("--fps", type=float, default=60.0)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    bundle = load_bundle(args.bundle)
+    backends = [b for b in args.backends.split(",") if b] or None
+    rows = render_rows(bundle, backends, args.device, args.seconds, args.width, args.height, args.fps)
+    out = {"bundle": bundle.manifest.name, "machine": platform.platform(), "render": rows}
+    print(json.dumps(out, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
