@@ -14,6 +14,7 @@ Per backend (torch, onnx, tensorrt where available):
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from dataclasses import dataclass
@@ -187,6 +188,10 @@ def render_rows(
             continue
         log.info("bench render %s", label)
         rows[label] = bench_render(bundle, runner, seconds, width, height, fps)
+        # free the backend (and its thread pool) before timing the next: pools that spin while idle would
+        # otherwise compete with the next backend for the cores
+        del runner, selection
+        gc.collect()
     return rows
 
 
