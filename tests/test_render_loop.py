@@ -166,3 +166,14 @@ def test_the_render_loop_works_with_the_generator_thread(full_bundle) -> None:
     finally:
         loop.close()
     assert loop.generator._thread is None
+
+
+def test_render_bench_rows_have_the_numbers(full_bundle) -> None:
+    from engine.render.bench import render_rows
+
+    rows = render_rows(load_bundle(full_bundle), ["onnx", "tensorrt"], "cpu", seconds=0.3, width=128, height=72)
+    onnx = rows["onnx/cpu"]
+    assert onnx["generator_ms"]["mean"] > 0 and onnx["unpaced"]["fps"] > 0
+    for mode in ("paced_inline", "paced_thread"):
+        assert onnx[mode]["fps"] > 0 and onnx[mode]["generated_per_s"] > 0
+    assert "error" in rows["tensorrt/cpu"]  # needs CUDA: says why
