@@ -119,13 +119,15 @@ def audio_fixture(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def launch(bundle: Path, audio: Path, tmp: Path, *args: str, env: dict[str, str] | None = None) -> Engine:
+def launch(
+    bundle: Path, audio: Path, tmp: Path, *args: str, env: dict[str, str] | None = None, extra_toml: str = ""
+) -> Engine:
     """`python -m engine run` on free ports, with a small window/canvas at 20 fps (config file)."""
     port = free_port()
     config = tmp / "test.toml"
     config.write_text(
         f'[render]\nwidth = {W}\nheight = {H}\nfps = 20\nbackend = "onnx"\ndevice = "cpu"\n'
-        '[analysis]\nbackend = "onnx"\ndevice = "cpu"\n'
+        '[analysis]\nbackend = "onnx"\ndevice = "cpu"\n' + extra_toml
     )
     cmd = [sys.executable, "-m", "engine", "run", "--config", str(config), "--bundle", str(bundle)]
     cmd += ["--source", f"file:{audio}", "--osc-in", str(port), "--osc", f"127.0.0.1:{free_port()}"]
@@ -334,3 +336,32 @@ def test_touchdesigner_like_stream_with_garbage_then_query(render_bundle, audio_
         assert engine.wait_frames(5) > frames, "and still goes on"
     finally:
         engine.close()
+
+
+@pytest.mark.display
+def test_kiosk_fills_the_screen_hides_the_hud_and_logs_to_a_file(
+    render_bundle, audio_fixture, xvfb_server, tmp_path
+) -> None:
+    env = dict(os.environ, DISPLAY=xvfb_server.display)
+    env.pop("SDL_VIDEODRIVER", None)
+    env.pop("WAYLAND_DISPLAY", None)
+    log_file = tmp_path / "log" / "kiosk.log"
+    extra = f'[kiosk]\nlog_file = "{log_file}"\nlog_max_mb = 1\nlog_backups = 2\n'
+    # the config asks for a HUD; the kiosk turns it off
+    engine = launch(render_bundle, audio_fixture, tmp_path, "--kiosk", "--hud", env=env, extra_toml=extra)
+    try:
+        engine.wait_frames(10)
+        screen = xvfb_server.screenshot()
+        h, w = screen.shape[:2]
+        # fullscreen: every quarter of the screen shows the picture
+        for quarter in (screen[: h // 2, : w // 2], screen[h // 2 :, w // 2 :]):
+            assert quarter.mean() > 10
+        state = engine.query()
+        assert state["/syn/ctl/hud"] == [0]
+        assert state["/syn/status/sink"] == ["window"]
+    finally:
+        out = engine.close()
+    assert "fullscreen" in out
+    text = log_file.read_text()
+    assert "kiosk log" in text
+    assert "(fullscreen)" in text  # the window line went to the log file too

@@ -179,7 +179,9 @@ class WindowSink:
                 elif ev.key == pg.K_h:
                     out.append(UiEvent.TOGGLE_HUD)
             elif ev.type in (pg.VIDEORESIZE, pg.WINDOWSIZECHANGED):
-                out.append(UiEvent.RESIZED)
+                self.screen = pg.display.get_surface() or self.screen  # the resized display surface
+                if UiEvent.RESIZED not in out:
+                    out.append(UiEvent.RESIZED)
         return out
 
     def present(self, canvas: Any, overlay: Callable[[Any], None] | None = None) -> None:
