@@ -147,6 +147,8 @@ class Engine:
         from engine.inference.select import open_runner
 
         cfg = self.config
+        if self.source is None:  # first: a bad source spec should fail before the slow model warm-up
+            self.source = self._open_source()
         selection = open_runner(self.bundle, Component.AUDIO, cfg.analysis.backend, cfg.analysis.device.value)
         self.backend_message = selection.message
         for name, why in selection.failures.items():
@@ -157,8 +159,6 @@ class Engine:
         tracker = EmotionTracker(self.bundle.classes, cfg.analysis, self.controls, art.class_anchors() if art else None)
         self.sender = self._open_outputs()
         self.sender.start()
-        if self.source is None:
-            self.source = self._open_source()
         self.analysis = AnalysisLoop(
             self.windows,
             predictor,

@@ -21,24 +21,16 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from engine.audio.synth import EMOTION_VA
 from engine.config import AnalysisSettings
 from engine.controls import Controls, ControlState, Override
 
 if TYPE_CHECKING:  # predict pulls in torch; the tracker itself only needs numpy
     from engine.analysis.predict import Prediction, WindowPrediction
 
-# Circumplex anchors (valence, arousal) for common class names (after Russell 1980): the valence and
-# arousal an override by label shows, and how a valence/arousal override picks its label.
-CLASS_VA: dict[str, tuple[float, float]] = {
-    "neutral": (0.0, 0.0),
-    "happy": (0.8, 0.5),
-    "sad": (-0.7, -0.5),
-    "angry": (-0.6, 0.8),
-    "fearful": (-0.7, 0.6),
-    "calm": (0.5, -0.6),
-    "surprised": (0.3, 0.85),
-    "disgust": (-0.7, 0.2),
-}
+# Circumplex anchors (valence, arousal) per class name, shared with the synthesiser: the valence and arousal
+# an override by label shows, and how a valence/arousal override picks its label.
+CLASS_VA: dict[str, tuple[float, float]] = EMOTION_VA
 
 
 class StateKind(Enum):

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from engine.audio.ringbuffer import RingBuffer
+from engine.errors import ConfigError
 
 log = logging.getLogger("synesthesia.audio")
 
@@ -195,7 +196,10 @@ class SynthSource(PacedSource):
 
         emotion, _, kind = spec.partition(":")
         super().__init__(ring, f"synth:{spec}", block, realtime=True)
-        self.stream = SynthStream(emotion or "neutral", kind=kind or "speech", sample_rate=ring.sample_rate, seed=seed)
+        kind = kind or "speech"
+        if kind not in ("speech", "music"):
+            raise ValueError(f"the synth kind must be speech or music, got {kind!r}")
+        self.stream = SynthStream(emotion or "neutral", kind=kind, sample_rate=ring.sample_rate, seed=seed)
 
     def _produce(self, n: int) -> np.ndarray:
         return self.stream.read(n)
@@ -241,5 +245,8 @@ def open_source(
     if kind == "file":
         return FileSource(ring, value, block, realtime=realtime, loop=loop, ahead=hop)
     if kind == "synth":
-        return SynthSource(ring, value or "neutral", block)
-    raise ValueError(f"unknown source {spec!r}: use mic, mic:NAME, file:PATH or synth:CLASS")
+        try:
+            return SynthSource(ring, value or "neutral", block)
+        except ValueError as exc:
+            raise ConfigError(f"audio.source: {spec!r}: {exc}") from exc
+    raise ConfigError(f"audio.source: unknown source {spec!r}; use mic, mic:NAME, file:PATH or synth:CLASS[:music]")
