@@ -7,9 +7,10 @@ Per backend (torch, onnx, tensorrt where available):
   width x height, headless sink without output) as fast as it goes: fps and p99 frame time;
 - `paced_inline` / `paced_thread`: the same at the target fps as a show runs it, with the generator
   inline (adaptive stride) or on its own thread (crossfaded): fps, p99 frame time, frames per generated
-  frame, and `state_to_frame_ms`: a new emotion state (stamped with time.monotonic() as its window end) -> the
-  first presented frame whose generator input reflects it (median, p99); the analysis side (window end
-  -> state published) is measured by the analysis bench and adds to it.
+  frame, and `state_to_frame_ms`: a new emotion state -> the first presented frame whose generator input
+  reflects it (median, p99);
+- `window_to_frame` (one row, the fastest-to-set-up backend): the real engine on a real-time synth source
+  with the render loop: analysis window end (last sample captured) -> first presented frame made from it.
 """
 
 from __future__ import annotations
@@ -158,6 +159,62 @@ def _paced(bundle: Any, runner: Any, width: int, height: int, fps: float, mode: 
     }
 
 
+def bench_window_to_frame(
+    bundle: Any, backend: str, device: str, seconds: float, width: int, height: int, fps: float = 60.0
+) -> dict[str, Any]:
+    """The real engine (synth source in real time, analysis every 0.25 s) with the render loop headless at
+    width x height: analysis window end (its last sample captured) -> first presented frame made from it."""
+    from engine.app import Engine
+    from engine.audio.features import AudioFeatures
+    from engine.config import build_config
+    from engine.render.loop import build_render_loop
+
+    cfg = build_config(
+        overrides={
+            "audio": {"source": "synth:happy", "hop_s": 0.25},
+            "analysis": {"backend": backend, "device": device},
+            "render": {"headless": True, "width": width, "height": height, "fps": fps, "backend": backend},
+            "osc": {"enabled": False, "in_port": None},
+            "zmq": {"enabled": False, "ctl": None},
+        }
+    )
+    engine = Engine(cfg, bundle)
+    latencies: list[float] = []
+    times: list[float] = []
+    loop = None
+    try:
+        engine.start()
+        feats = AudioFeatures(engine.sample_rate)
+        sink = HeadlessSink(cfg.render)
+        loop = build_render_loop(cfg, bundle, engine.controls, sink, engine.latest, lambda: feats(engine.ring))
+        loop.open()
+        end = time.monotonic() + 3.0 + seconds  # the first window needs 3 s of audio
+        last = time.perf_counter()
+        while time.monotonic() < end:
+            loop.step()
+            engine.tick(frame_done=True)
+            if loop.status.latency_ms is not None:
+                latencies.append(loop.status.latency_ms)
+                loop.status.latency_ms = None
+            loop.sink.wait()
+            now = time.perf_counter()
+            times.append((now - last) * 1000.0)
+            last = now
+        mode = type(loop.generator).__name__
+    finally:
+        if loop is not None:
+            loop.close()
+        engine.stop()
+    return {
+        "backend": backend,
+        "generator": mode,
+        "size": f"{width}x{height}",
+        "fps": round(1000.0 * len(times) / sum(times), 2) if times else 0.0,
+        "frame_ms_p99": _pct(times, 99),
+        "window_to_frame_ms": {"p50": _pct(latencies, 50), "p99": _pct(latencies, 99), "n": len(latencies)},
+    }
+
+
 def render_rows(
     bundle: Any,
     backends: list[str] | None = None,
@@ -192,6 +249,14 @@ def render_rows(
         # otherwise compete with the next backend for the cores
         del runner, selection
         gc.collect()
+    working = [label.split("/")[0] for label, row in rows.items() if "error" not in row]
+    if working:
+        backend = "onnx" if "onnx" in working else working[0]
+        try:
+            rows["window_to_frame"] = bench_window_to_frame(bundle, backend, device, seconds, width, height, fps)
+        except Exception as exc:  # the per-backend rows are still worth printing
+            log.exception("end-to-end render bench failed")
+            rows["window_to_frame"] = {"error": f"{type(exc).__name__}: {exc}"}
     return rows
 
 
