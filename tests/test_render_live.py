@@ -155,40 +155,38 @@ def mean_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def check_control_behaviour(engine: Engine, grab) -> None:
-    """Shared by the window and the headless test: `grab()` returns the current frame (H x W x 3 uint8)."""
+    """Shared by the window and the headless test: `grab(after)` returns a frame (H x W x 3 uint8) rendered at
+    or after frame number `after` (the engine's frame counter, from `wait_frames`)."""
     engine.send("smoothing", 0.2)  # the condition and the grade ease in ~1 s instead of ~5
-    engine.wait_frames(10)
+    after = engine.wait_frames(10)
     # live: pixels change from frame to frame
     shots = []
     for _ in range(3):
-        shots.append(grab())
-        engine.wait_frames(4)
+        shots.append(grab(after))
+        after = engine.wait_frames(4)
     assert shots[0].max() > 30, "the window shows an image"
     assert min(mean_abs_diff(a, b) for a, b in itertools.pairwise(shots)) > 0.2
 
     # freeze holds the image (the engine keeps rendering frames)
     engine.send("freeze", 1)
-    engine.wait_frames(3)
-    held = grab()
-    engine.wait_frames(8)
-    assert mean_abs_diff(held, grab()) == 0.0
+    held = grab(engine.wait_frames(3))
+    assert mean_abs_diff(held, grab(engine.wait_frames(8))) == 0.0
     engine.send("freeze", 0)
 
     # blackout is black
     engine.send("blackout", 1)
-    engine.wait_frames(3)
-    assert grab().max() <= 8  # JPEG may ring by a level or two
+    assert grab(engine.wait_frames(3)).max() <= 8  # JPEG may ring by a level or two
     engine.send("blackout", 0)
 
     # override happy vs sad: colour statistics in the art corpus's directions
     frames = {}
     for label in ("happy", "sad"):
         engine.send("override", label)
-        engine.wait_frames(30)  # 1.5 s at 20 fps: > 7 time constants
+        after = engine.wait_frames(30)  # 1.5 s at 20 fps: > 7 time constants
         frames[label] = []
         for _ in range(3):
-            frames[label].append(grab())
-            engine.wait_frames(3)
+            frames[label].append(grab(after))
+            after = engine.wait_frames(3)
     stats = {k: colour_stats(np.stack(v)) for k, v in frames.items()}
     for d in HAPPY_SAD:
         assert stats[d.higher][d.stat] > stats[d.lower][d.stat], (d, stats)
@@ -208,7 +206,8 @@ def test_window_under_xvfb_reads_back_pixels_and_obeys_osc(render_bundle, audio_
     engine = launch(render_bundle, audio_fixture, tmp_path, env=env)
     try:
 
-        def grab() -> np.ndarray:
+        def grab(after: int) -> np.ndarray:
+            # the window presents synchronously: once the counter says `after`, the screen shows it or newer
             return xvfb_server.screenshot()[:H, :W]
 
         check_control_behaviour(engine, grab)
@@ -260,21 +259,23 @@ def headless(render_bundle, audio_fixture, tmp_path) -> Iterator[tuple[Engine, o
         assert "no display" in out and "running headless" in out, out
 
 
-def latest_frame(sub, timeout: float = 10.0) -> tuple[dict, np.ndarray]:
-    """The newest frame on the topic (older queued ones are skipped)."""
+def latest_frame(sub, after: int = 0, timeout: float = 10.0) -> tuple[dict, np.ndarray]:
+    """The newest frame on the topic whose frame number is at least `after` (older ones are skipped)."""
     poller = zmq.Poller()
     poller.register(sub, zmq.POLLIN)
-    parts = None
-    if not poller.poll(int(timeout * 1000)):
-        raise AssertionError("no frame published")
-    while poller.poll(0):
-        parts = sub.recv_multipart()
-    # wait for one more, so it was rendered after whatever was just sent
-    if poller.poll(int(timeout * 1000)):
-        parts = sub.recv_multipart()
-    topic, header, image = parts
-    assert topic == b"frame"
-    return json.loads(header), decode_jpeg(image)
+    end = time.monotonic() + timeout
+    while True:
+        if not poller.poll(max(1, int((end - time.monotonic()) * 1000))):
+            raise AssertionError(f"no frame >= {after} published within {timeout} s")
+        topic, header, image = sub.recv_multipart()
+        assert topic == b"frame"
+        head = json.loads(header)
+        if head["frame"] < after:
+            continue
+        while poller.poll(0):  # anything newer already queued
+            topic, header, image = sub.recv_multipart()
+            head = json.loads(header)
+        return head, decode_jpeg(image)
 
 
 def test_headless_frames_on_zmq_change_and_obey_osc(headless) -> None:
@@ -285,7 +286,7 @@ def test_headless_frames_on_zmq_change_and_obey_osc(headless) -> None:
     assert isinstance(header["seq"], int) and header["t"] > 0
     seqs = [header["seq"], latest_frame(sub)[0]["seq"]]
     assert seqs[1] > seqs[0]
-    check_control_behaviour(engine, lambda: latest_frame(sub)[1])
+    check_control_behaviour(engine, lambda after: latest_frame(sub, after)[1])
 
 
 # -- (c) a TouchDesigner-like operator: one float per address, 60 msg/s per channel, plus garbage -------
