@@ -296,7 +296,7 @@ class GeneratorThread:
             error, self._error = self._error, None
             raise error
         if self._thread is None:
-            self.start()
+            raise RuntimeError("GeneratorThread used before start(): its owner starts and stops the thread")
         now = self.clock()
         with self._lock:
             self._req_z[0] = z
