@@ -47,6 +47,20 @@ log = logging.getLogger("synesthesia.app")
 
 DEMO_SOURCE = "synth:neutral"
 STATUS_PERIOD_S = 1.0
+ANALYSIS_TORCH_THREADS = 1  # see AnalysisLoop: the analysis thread runs torch single-threaded
+
+
+def _with_torch_threads(n: int, fn: Callable[[], Any]) -> Any:
+    """Run `fn` with `n` torch intra-op threads on this thread, so `auto` times the backends the way the
+    analysis thread will run them (and a warm-up on busy cores does not stall in thread barriers)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        return fn()
+    finally:
+        torch.set_num_threads(before)
 
 
 def say(message: str) -> None:
@@ -149,7 +163,10 @@ class Engine:
         cfg = self.config
         if self.source is None:  # first: a bad source spec should fail before the slow model warm-up
             self.source = self._open_source()
-        selection = open_runner(self.bundle, Component.AUDIO, cfg.analysis.backend, cfg.analysis.device.value)
+        selection = _with_torch_threads(
+            ANALYSIS_TORCH_THREADS,
+            lambda: open_runner(self.bundle, Component.AUDIO, cfg.analysis.backend, cfg.analysis.device.value),
+        )
         self.backend_message = selection.message
         for name, why in selection.failures.items():
             self.notices.append(f"backend {name} unavailable: {why}")
@@ -168,6 +185,7 @@ class Engine:
             art,
             self.timer,
             fallback=self._fallback_runner,
+            torch_threads=ANALYSIS_TORCH_THREADS,
         )
         self.source.start()
         self.analysis.start()

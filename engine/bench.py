@@ -70,11 +70,7 @@ def bench_frontend(bundle: Any, seconds: float) -> dict[str, Any]:
     threads = torch.get_num_threads()
     ref = _stats(time_call(reference, seconds / 3))
     all_threads = _stats(time_call(lambda: fe(x), seconds / 3))
-    torch.set_num_threads(1)  # how the analysis thread runs it (see AnalysisLoop)
-    try:
-        one = _stats(time_call(lambda: fe(x), seconds / 3))
-    finally:
-        torch.set_num_threads(threads)
+    one = _stats(_one_torch_thread(lambda: time_call(lambda: fe(x), seconds / 3)))
     return {
         "window_s": cfg.window_s,
         "librosa_ms": ref,
@@ -89,6 +85,13 @@ def _available_kinds(names: str) -> list[str]:
     if names in ("", "all"):
         return ["torch", "onnx", "tensorrt"]
     return [n.strip() for n in names.split(",") if n.strip()]
+
+
+def _one_torch_thread(fn: Callable[[], Any]) -> Any:
+    """As the analysis thread runs (see AnalysisLoop): one torch intra-op thread."""
+    from engine.app import _with_torch_threads
+
+    return _with_torch_threads(1, fn)
 
 
 def bench_encoder(bundle: Any, kinds: list[str], device: str, seconds: float) -> dict[str, Any]:
@@ -109,7 +112,8 @@ def bench_encoder(bundle: Any, kinds: list[str], device: str, seconds: float) ->
         if runner.kind.value != kind or runner.device != device:  # open_runner fell back: not this backend
             rows[label] = {"error": "unavailable: " + "; ".join(selection.failures.values())}
             continue
-        rows[label] = {"ms": _stats(time_call(lambda r=runner: r(*example), seconds)), "runner": runner.describe()}
+        ms = _one_torch_thread(lambda r=runner: time_call(lambda: r(*example), seconds))
+        rows[label] = {"ms": _stats(ms), "runner": runner.describe(), "torch_threads": 1}
     return rows
 
 

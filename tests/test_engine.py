@@ -29,8 +29,8 @@ from engine.config import build_config
 from engine.inference.base import Component
 from engine.inference.select import open_runner
 from engine.models.bundle import load_bundle
+from tests.netparts import OscReceiver, free_udp_port
 from tests.test_frontend import speech_like
-from tests.test_messages import OscReceiver, free_udp_port
 
 SR = 22050
 
