@@ -47,20 +47,6 @@ log = logging.getLogger("synesthesia.app")
 
 DEMO_SOURCE = "synth:neutral"
 STATUS_PERIOD_S = 1.0
-ANALYSIS_TORCH_THREADS = 1  # see AnalysisLoop: the analysis thread runs torch single-threaded
-
-
-def _with_torch_threads(n: int, fn: Callable[[], Any]) -> Any:
-    """Run `fn` with `n` torch intra-op threads on this thread, so `auto` times the backends the way the
-    analysis thread will run them (and a warm-up on busy cores does not stall in thread barriers)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        return fn()
-    finally:
-        torch.set_num_threads(before)
 
 
 def say(message: str) -> None:
@@ -153,7 +139,7 @@ class Engine:
 
     def start(self) -> None:
         """Open the model backend, the outputs and the source; start the threads. Returns once listening."""
-        from engine.analysis.live import AnalysisLoop
+        from engine.analysis.live import ANALYSIS_TORCH_THREADS, AnalysisLoop, with_torch_threads
         from engine.analysis.nearest import ArtIndex
         from engine.analysis.predict import WindowPredictor
         from engine.analysis.state import EmotionTracker
@@ -163,7 +149,7 @@ class Engine:
         cfg = self.config
         if self.source is None:  # first: a bad source spec should fail before the slow model warm-up
             self.source = self._open_source()
-        selection = _with_torch_threads(
+        selection = with_torch_threads(
             ANALYSIS_TORCH_THREADS,
             lambda: open_runner(self.bundle, Component.AUDIO, cfg.analysis.backend, cfg.analysis.device.value),
         )

@@ -68,9 +68,27 @@ def bench_frontend(bundle: Any, seconds: float) -> dict[str, Any]:
         return librosa.power_to_db(mel, ref=1.0, amin=1e-10, top_db=cfg.top_db)
 
     threads = torch.get_num_threads()
-    ref = _stats(time_call(reference, seconds / 3))
-    all_threads = _stats(time_call(lambda: fe(x), seconds / 3))
-    one = _stats(_one_torch_thread(lambda: time_call(lambda: fe(x), seconds / 3)))
+    # interleaved, so that both see the same machine load (others' jobs come and go)
+    runs: dict[str, list[float]] = {"librosa": [], "one": [], "all": []}
+
+    def one_round() -> None:
+        for key, fn, n in (("librosa", reference, threads), ("one", lambda: fe(x), 1), ("all", lambda: fe(x), threads)):
+            torch.set_num_threads(n)
+            start = time.perf_counter()
+            fn()
+            runs[key].append((time.perf_counter() - start) * 1000.0)
+
+    try:
+        for _ in range(3):  # warm-up
+            one_round()
+        for times in runs.values():
+            times.clear()
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end or len(runs["one"]) < 20:
+            one_round()
+    finally:
+        torch.set_num_threads(threads)
+    ref, one, all_threads = _stats(runs["librosa"]), _stats(runs["one"]), _stats(runs["all"])
     return {
         "window_s": cfg.window_s,
         "librosa_ms": ref,
@@ -89,9 +107,9 @@ def _available_kinds(names: str) -> list[str]:
 
 def _one_torch_thread(fn: Callable[[], Any]) -> Any:
     """As the analysis thread runs (see AnalysisLoop): one torch intra-op thread."""
-    from engine.app import _with_torch_threads
+    from engine.analysis.live import ANALYSIS_TORCH_THREADS, with_torch_threads
 
-    return _with_torch_threads(1, fn)
+    return with_torch_threads(ANALYSIS_TORCH_THREADS, fn)
 
 
 def bench_encoder(bundle: Any, kinds: list[str], device: str, seconds: float) -> dict[str, Any]:
