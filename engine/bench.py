@@ -14,6 +14,7 @@ Sections:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -33,9 +34,10 @@ log = logging.getLogger("synesthesia.bench")
 def _stats(ms: list[float]) -> dict[str, float]:
     a = np.asarray(ms, dtype=np.float64)
     if a.size == 0:
-        return {"p50": float("nan"), "p95": float("nan"), "n": 0}
+        return {"min": float("nan"), "p50": float("nan"), "p95": float("nan"), "n": 0}
     p50, p95 = np.percentile(a, [50, 95])
-    return {"p50": round(float(p50), 3), "p95": round(float(p95), 3), "n": int(a.size)}
+    # min: the cost on an idle machine (p50/p95 include whatever else the machine was doing)
+    return {"min": round(float(a.min()), 3), "p50": round(float(p50), 3), "p95": round(float(p95), 3), "n": int(a.size)}
 
 
 def time_call(fn: Callable[[], Any], seconds: float, min_runs: int = 20) -> list[float]:
@@ -68,15 +70,24 @@ def bench_frontend(bundle: Any, seconds: float) -> dict[str, Any]:
         return librosa.power_to_db(mel, ref=1.0, amin=1e-10, top_db=cfg.top_db)
 
     threads = torch.get_num_threads()
-    # interleaved, so that both see the same machine load (others' jobs come and go)
-    runs: dict[str, list[float]] = {"librosa": [], "one": [], "all": []}
+    blas_one = _blas_single_thread()
+    # Interleaved, so that every variant sees the same machine load (others' jobs come and go). Each runs
+    # single-threaded (how the analysis thread runs) and with the libraries' default thread pools.
+    variants: dict[str, tuple[Callable[[], Any], int, Any]] = {
+        "librosa": (reference, threads, contextlib.nullcontext),
+        "librosa_1": (reference, 1, blas_one),
+        "ours": (lambda: fe(x), threads, contextlib.nullcontext),
+        "ours_1": (lambda: fe(x), 1, contextlib.nullcontext),
+    }
+    runs: dict[str, list[float]] = {k: [] for k in variants}
 
     def one_round() -> None:
-        for key, fn, n in (("librosa", reference, threads), ("one", lambda: fe(x), 1), ("all", lambda: fe(x), threads)):
+        for key, (fn, n, ctx) in variants.items():
             torch.set_num_threads(n)
-            start = time.perf_counter()
-            fn()
-            runs[key].append((time.perf_counter() - start) * 1000.0)
+            with ctx():
+                start = time.perf_counter()
+                fn()
+                runs[key].append((time.perf_counter() - start) * 1000.0)
 
     try:
         for _ in range(3):  # warm-up
@@ -84,19 +95,29 @@ def bench_frontend(bundle: Any, seconds: float) -> dict[str, Any]:
         for times in runs.values():
             times.clear()
         end = time.perf_counter() + seconds
-        while time.perf_counter() < end or len(runs["one"]) < 20:
+        while time.perf_counter() < end or len(runs["ours"]) < 20:
             one_round()
     finally:
         torch.set_num_threads(threads)
-    ref, one, all_threads = _stats(runs["librosa"]), _stats(runs["one"]), _stats(runs["all"])
+    st = {k: _stats(v) for k, v in runs.items()}
     return {
         "window_s": cfg.window_s,
-        "librosa_ms": ref,
-        "ours_ms": one,
-        "ours_all_threads_ms": {**all_threads, "threads": threads},
-        "speedup_p50": round(ref["p50"] / one["p50"], 2),
-        "speedup_p50_all_threads": round(ref["p50"] / all_threads["p50"], 2),
+        "threads": threads,
+        "ms": st,
+        "speedup_p50_one_thread": round(st["librosa_1"]["p50"] / st["ours_1"]["p50"], 2),
+        "speedup_p50_default_threads": round(st["librosa"]["p50"] / st["ours"]["p50"], 2),
+        "speedup_min_one_thread": round(st["librosa_1"]["min"] / st["ours_1"]["min"], 2),
+        "blas_single_thread": blas_one is not contextlib.nullcontext,
     }
+
+
+def _blas_single_thread() -> Any:
+    """A context limiting numpy's BLAS to one thread (threadpoolctl, when installed), else a no-op."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return contextlib.nullcontext
+    return lambda: threadpool_limits(1)
 
 
 def _available_kinds(names: str) -> list[str]:
@@ -216,11 +237,15 @@ def machine() -> dict[str, Any]:
 def _table(result: dict[str, Any]) -> str:
     lines = [f"synesthesia bench - {result['machine']['cpu']} ({result['machine']['cores']} cores)"]
     fe = result["frontend"]
-    ours, every = fe["ours_ms"], fe["ours_all_threads_ms"]
+    ms = fe["ms"]
     lines.append(
-        f"front end   librosa {fe['librosa_ms']['p50']:.3f} ms (p95 {fe['librosa_ms']['p95']:.3f})   ours, 1 thread "
-        f"{ours['p50']:.3f} ms (p95 {ours['p95']:.3f}) x{fe['speedup_p50']}   ours, {every['threads']} threads "
-        f"{every['p50']:.3f} ms (p95 {every['p95']:.3f}) x{fe['speedup_p50_all_threads']}"
+        f"front end   1 thread: ours {ms['ours_1']['p50']:.3f} ms (p95 {ms['ours_1']['p95']:.3f}), librosa "
+        f"{ms['librosa_1']['p50']:.3f} ms (p95 {ms['librosa_1']['p95']:.3f}): x{fe['speedup_p50_one_thread']} "
+        f"(min {ms['ours_1']['min']:.3f} vs {ms['librosa_1']['min']:.3f}: x{fe['speedup_min_one_thread']})"
+    )
+    lines.append(
+        f"            {fe['threads']} threads: ours {ms['ours']['p50']:.3f} ms (p95 {ms['ours']['p95']:.3f}), librosa "
+        f"{ms['librosa']['p50']:.3f} ms (p95 {ms['librosa']['p95']:.3f}): x{fe['speedup_p50_default_threads']}"
     )
     for label, row in result["encoder"].items():
         if "error" in row:
