@@ -139,7 +139,7 @@ class Engine:
 
     def start(self) -> None:
         """Open the model backend, the outputs and the source; start the threads. Returns once listening."""
-        from engine.analysis.live import AnalysisLoop
+        from engine.analysis.live import ANALYSIS_TORCH_THREADS, AnalysisLoop, with_torch_threads
         from engine.analysis.nearest import ArtIndex
         from engine.analysis.predict import WindowPredictor
         from engine.analysis.state import EmotionTracker
@@ -149,7 +149,10 @@ class Engine:
         cfg = self.config
         if self.source is None:  # first: a bad source spec should fail before the slow model warm-up
             self.source = self._open_source()
-        selection = open_runner(self.bundle, Component.AUDIO, cfg.analysis.backend, cfg.analysis.device.value)
+        selection = with_torch_threads(
+            ANALYSIS_TORCH_THREADS,
+            lambda: open_runner(self.bundle, Component.AUDIO, cfg.analysis.backend, cfg.analysis.device.value),
+        )
         self.backend_message = selection.message
         for name, why in selection.failures.items():
             self.notices.append(f"backend {name} unavailable: {why}")
@@ -168,6 +171,7 @@ class Engine:
             art,
             self.timer,
             fallback=self._fallback_runner,
+            torch_threads=ANALYSIS_TORCH_THREADS,
         )
         self.source.start()
         self.analysis.start()

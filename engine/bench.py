@@ -14,6 +14,7 @@ Sections:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -33,9 +34,10 @@ log = logging.getLogger("synesthesia.bench")
 def _stats(ms: list[float]) -> dict[str, float]:
     a = np.asarray(ms, dtype=np.float64)
     if a.size == 0:
-        return {"p50": float("nan"), "p95": float("nan"), "n": 0}
+        return {"min": float("nan"), "p50": float("nan"), "p95": float("nan"), "n": 0}
     p50, p95 = np.percentile(a, [50, 95])
-    return {"p50": round(float(p50), 3), "p95": round(float(p95), 3), "n": int(a.size)}
+    # min: the cost on an idle machine (p50/p95 include whatever else the machine was doing)
+    return {"min": round(float(a.min()), 3), "p50": round(float(p50), 3), "p95": round(float(p95), 3), "n": int(a.size)}
 
 
 def time_call(fn: Callable[[], Any], seconds: float, min_runs: int = 20) -> list[float]:
@@ -68,27 +70,67 @@ def bench_frontend(bundle: Any, seconds: float) -> dict[str, Any]:
         return librosa.power_to_db(mel, ref=1.0, amin=1e-10, top_db=cfg.top_db)
 
     threads = torch.get_num_threads()
-    ref = _stats(time_call(reference, seconds / 3))
-    all_threads = _stats(time_call(lambda: fe(x), seconds / 3))
-    torch.set_num_threads(1)  # how the analysis thread runs it (see AnalysisLoop)
+    blas_one = _blas_single_thread()
+    # Interleaved, so that every variant sees the same machine load (others' jobs come and go). Each runs
+    # single-threaded (how the analysis thread runs) and with the libraries' default thread pools.
+    variants: dict[str, tuple[Callable[[], Any], int, Any]] = {
+        "librosa": (reference, threads, contextlib.nullcontext),
+        "librosa_1": (reference, 1, blas_one),
+        "ours": (lambda: fe(x), threads, contextlib.nullcontext),
+        "ours_1": (lambda: fe(x), 1, contextlib.nullcontext),
+    }
+    runs: dict[str, list[float]] = {k: [] for k in variants}
+
+    def one_round() -> None:
+        for key, (fn, n, ctx) in variants.items():
+            torch.set_num_threads(n)
+            with ctx():
+                start = time.perf_counter()
+                fn()
+                runs[key].append((time.perf_counter() - start) * 1000.0)
+
     try:
-        one = _stats(time_call(lambda: fe(x), seconds / 3))
+        for _ in range(3):  # warm-up
+            one_round()
+        for times in runs.values():
+            times.clear()
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end or len(runs["ours"]) < 20:
+            one_round()
     finally:
         torch.set_num_threads(threads)
+    st = {k: _stats(v) for k, v in runs.items()}
     return {
         "window_s": cfg.window_s,
-        "librosa_ms": ref,
-        "ours_ms": one,
-        "ours_all_threads_ms": {**all_threads, "threads": threads},
-        "speedup_p50": round(ref["p50"] / one["p50"], 2),
-        "speedup_p50_all_threads": round(ref["p50"] / all_threads["p50"], 2),
+        "threads": threads,
+        "ms": st,
+        "speedup_p50_one_thread": round(st["librosa_1"]["p50"] / st["ours_1"]["p50"], 2),
+        "speedup_p50_default_threads": round(st["librosa"]["p50"] / st["ours"]["p50"], 2),
+        "speedup_min_one_thread": round(st["librosa_1"]["min"] / st["ours_1"]["min"], 2),
+        "blas_single_thread": blas_one is not contextlib.nullcontext,
     }
+
+
+def _blas_single_thread() -> Any:
+    """A context limiting numpy's BLAS to one thread (threadpoolctl, when installed), else a no-op."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return contextlib.nullcontext
+    return lambda: threadpool_limits(1)
 
 
 def _available_kinds(names: str) -> list[str]:
     if names in ("", "all"):
         return ["torch", "onnx", "tensorrt"]
     return [n.strip() for n in names.split(",") if n.strip()]
+
+
+def _one_torch_thread(fn: Callable[[], Any]) -> Any:
+    """As the analysis thread runs (see AnalysisLoop): one torch intra-op thread."""
+    from engine.analysis.live import ANALYSIS_TORCH_THREADS, with_torch_threads
+
+    return with_torch_threads(ANALYSIS_TORCH_THREADS, fn)
 
 
 def bench_encoder(bundle: Any, kinds: list[str], device: str, seconds: float) -> dict[str, Any]:
@@ -109,7 +151,8 @@ def bench_encoder(bundle: Any, kinds: list[str], device: str, seconds: float) ->
         if runner.kind.value != kind or runner.device != device:  # open_runner fell back: not this backend
             rows[label] = {"error": "unavailable: " + "; ".join(selection.failures.values())}
             continue
-        rows[label] = {"ms": _stats(time_call(lambda r=runner: r(*example), seconds)), "runner": runner.describe()}
+        ms = _one_torch_thread(lambda r=runner: time_call(lambda: r(*example), seconds))
+        rows[label] = {"ms": _stats(ms), "runner": runner.describe(), "torch_threads": 1}
     return rows
 
 
@@ -194,11 +237,15 @@ def machine() -> dict[str, Any]:
 def _table(result: dict[str, Any]) -> str:
     lines = [f"synesthesia bench - {result['machine']['cpu']} ({result['machine']['cores']} cores)"]
     fe = result["frontend"]
-    ours, every = fe["ours_ms"], fe["ours_all_threads_ms"]
+    ms = fe["ms"]
     lines.append(
-        f"front end   librosa {fe['librosa_ms']['p50']:.3f} ms (p95 {fe['librosa_ms']['p95']:.3f})   ours, 1 thread "
-        f"{ours['p50']:.3f} ms (p95 {ours['p95']:.3f}) x{fe['speedup_p50']}   ours, {every['threads']} threads "
-        f"{every['p50']:.3f} ms (p95 {every['p95']:.3f}) x{fe['speedup_p50_all_threads']}"
+        f"front end   1 thread: ours {ms['ours_1']['p50']:.3f} ms (p95 {ms['ours_1']['p95']:.3f}), librosa "
+        f"{ms['librosa_1']['p50']:.3f} ms (p95 {ms['librosa_1']['p95']:.3f}): x{fe['speedup_p50_one_thread']} "
+        f"(min {ms['ours_1']['min']:.3f} vs {ms['librosa_1']['min']:.3f}: x{fe['speedup_min_one_thread']})"
+    )
+    lines.append(
+        f"            {fe['threads']} threads: ours {ms['ours']['p50']:.3f} ms (p95 {ms['ours']['p95']:.3f}), librosa "
+        f"{ms['librosa']['p50']:.3f} ms (p95 {ms['librosa']['p95']:.3f}): x{fe['speedup_p50_default_threads']}"
     )
     for label, row in result["encoder"].items():
         if "error" in row:

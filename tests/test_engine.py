@@ -29,8 +29,8 @@ from engine.config import build_config
 from engine.inference.base import Component
 from engine.inference.select import open_runner
 from engine.models.bundle import load_bundle
+from tests.netparts import OscReceiver, free_udp_port
 from tests.test_frontend import speech_like
-from tests.test_messages import OscReceiver, free_udp_port
 
 SR = 22050
 
@@ -254,3 +254,33 @@ def test_unknown_synth_class_is_a_one_line_error(tiny_bundle: Path, capsys: pyte
 def test_devices_command_exits_0_and_says_why_there_is_no_input() -> None:
     proc = run_cmd("devices", env=no_audio_env())
     assert proc.returncode == 0 and "no audio input" in proc.stdout
+
+
+def test_a_failing_encoder_is_counted_and_falls_back_loudly(tiny_bundle: Path) -> None:
+    b = load_bundle(tiny_bundle)
+    good = open_runner(b, Component.AUDIO, "onnx", "cpu").runner
+
+    class Broken(type(good)):
+        def __init__(self) -> None:  # a runner whose device went away
+            self.kind, self.device, self.component = good.kind, "cpu", Component.AUDIO
+
+        def __call__(self, *inputs):
+            raise RuntimeError("device lost")
+
+        def describe(self) -> str:
+            return "broken/cpu"
+
+    ring = RingBuffer(10 * SR, SR)
+    windows = SlidingWindows(ring, 3 * SR, SR // 2)
+    asked = []
+    loop = AnalysisLoop(windows, WindowPredictor(b, Broken()), EmotionTracker(b.classes),
+                        fallback=lambda old: asked.append(old.describe()) or good)  # fmt: skip
+    x = speech_like(0)
+    states = []
+    for k in range(6):
+        ring.write(x if k == 0 else x[: SR // 2])
+        states.append(loop.step(timeout=0.0))
+    stats = loop.stats()
+    assert states[:3] == [None, None, None] and all(s is not None for s in states[3:])
+    assert asked == ["broken/cpu"] and stats["errors"] == {"encoder": 3}
+    assert "fell back" in stats["notices"][0] and stats["encoder"] == good.describe()

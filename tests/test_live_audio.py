@@ -7,7 +7,6 @@ hears, through the same resampling and callback path as a microphone.
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import threading
@@ -27,7 +26,7 @@ from engine.config import build_config
 from engine.models.bundle import load_bundle
 from engine.models.checkpoint import audio_model_from_config
 from tests.bundles import CLASSES
-from tests.test_messages import OscReceiver
+from tests.netparts import OscReceiver, free_tcp_port
 from trainer.export import write_bundle
 
 pytestmark = pytest.mark.pulse
@@ -53,12 +52,6 @@ def angry_music(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("audio") / "angry_music.wav"
     sf.write(path, synthesize("angry", kind="music", duration_s=12.0, seed=1), SR)
     return path
-
-
-def free_tcp_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_end_to_end_mic_to_osc_and_zmq(pulse, decisive_bundle: Path, angry_music: Path) -> None:

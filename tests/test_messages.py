@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import json
-import socket
-import threading
 import time
 from collections.abc import Iterator
 
 import numpy as np
 import pytest
 import zmq
-from pythonosc import dispatcher, osc_server
 
 from engine.analysis.state import EmotionState, StateKind
 from engine.audio.features import AudioFrame
@@ -19,44 +16,9 @@ from engine.io.osc_out import OscOut
 from engine.io.schema import OscAddresses, Topic, audio_osc, emotion_json, emotion_osc, envelope, status_osc
 from engine.io.sender import Sender
 from engine.io.zmq_pub import ZmqPublisher
+from tests.netparts import OscReceiver, free_udp_port
 
 CLASSES = ("angry", "happy", "sad", "neutral")
-
-
-class OscReceiver:
-    """A real python-osc UDP server on a free loopback port, recording (address, args)."""
-
-    def __init__(self) -> None:
-        self.messages: list[tuple[str, tuple]] = []
-        self._lock = threading.Lock()
-        d = dispatcher.Dispatcher()
-        d.set_default_handler(self._record)
-        self.server = osc_server.ThreadingOSCUDPServer(("127.0.0.1", 0), d)
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def _record(self, address: str, *args) -> None:
-        with self._lock:
-            self.messages.append((address, args))
-
-    def addresses(self) -> list[str]:
-        with self._lock:
-            return [a for a, _ in self.messages]
-
-    def wait_for(self, address: str, count: int = 1, timeout: float = 10.0) -> list[tuple]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self._lock:
-                got = [args for a, args in self.messages if a == address]
-            if len(got) >= count:
-                return got
-            time.sleep(0.01)
-        raise AssertionError(f"{address}: {len(got)} of {count} messages in {timeout} s; got {set(self.addresses())}")
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
@@ -64,12 +26,6 @@ def osc_rx() -> Iterator[OscReceiver]:
     rx = OscReceiver()
     yield rx
     rx.close()
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def make_state(label: str = "happy", kind: StateKind = StateKind.LISTENING) -> EmotionState:

@@ -29,9 +29,23 @@ from engine.timing import StageTimer
 log = logging.getLogger("synesthesia.analysis")
 
 T = TypeVar("T")
+ANALYSIS_TORCH_THREADS = 1  # see AnalysisLoop: the analysis thread runs torch single-threaded
 FALLBACK_AFTER = 3
 CLIPPED_SHARE = 0.001  # a window with more full-scale samples than this counts as clipped
 LOG_EVERY_S = 60.0
+
+
+def with_torch_threads(n: int, fn: Callable[[], T]) -> T:
+    """Run `fn` with `n` torch intra-op threads on this thread (restored after), e.g. to warm up and time a
+    backend the way the analysis thread will run it."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        return fn()
+    finally:
+        torch.set_num_threads(before)
 
 
 class LatestSlot(Generic[T]):
@@ -77,7 +91,7 @@ class AnalysisLoop:
         timer: StageTimer | None = None,
         fallback: Callable[[Runner], Runner | None] | None = None,
         nearest_k: int = 3,
-        torch_threads: int | None = 1,
+        torch_threads: int | None = ANALYSIS_TORCH_THREADS,
     ) -> None:
         """`torch_threads`: intra-op threads for this thread's torch work (None: leave torch's default).
 
