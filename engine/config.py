@@ -42,6 +42,7 @@ class AudioSettings(_Section):
     block_ms: float = Field(20.0, gt=0, le=200, description="capture block length")
     ring_s: float = Field(10.0, ge=4.0, le=120, description="ring buffer length")
     reconnect_s: float = Field(2.0, gt=0, description="wait between attempts to reopen a lost device")
+    stall_s: float = Field(2.0, gt=0, description="no audio from an open device for this long: it is lost")
 
     @field_validator("source")
     @classmethod
@@ -91,6 +92,12 @@ class ZmqSettings(_Section):
     frame_every: int = Field(1, ge=1, description="publish every Nth frame")
 
 
+class GeneratorMode(StrEnum):
+    AUTO = "auto"  # thread when one generator call takes more than half a frame, else inline
+    INLINE = "inline"  # in the render thread, every k-th frame (adaptive), blended in between
+    THREAD = "thread"  # on its own thread at its own pace, crossfaded
+
+
 class RenderSettings(_Section):
     headless: bool = False
     fullscreen: bool = False
@@ -101,6 +108,8 @@ class RenderSettings(_Section):
     vsync: bool = True
     hud: bool = False
     trails: float = Field(0.0, ge=0, lt=1, description="feedback: share of the last frame kept")
+    grade: float = Field(0.6, ge=0, le=1, description="colour grade strength from valence/arousal (0: none)")
+    generator_mode: GeneratorMode = GeneratorMode.AUTO
     intensity: float = Field(1.0, ge=0, le=1)
     speed: float = Field(1.0, ge=0, le=10)
     condition_tau_s: float = Field(1.0, gt=0, description="time constant of the condition easing")

@@ -15,12 +15,25 @@ from trainer.export import write_bundle
 CLASSES = ["angry", "happy", "sad", "neutral"]
 
 
-def make_bundle(path: Path, arch: str = "cnn", generator: bool = False, resolution: int = 64, seed: int = 0) -> Path:
+def make_bundle(
+    path: Path,
+    arch: str = "cnn",
+    generator: bool = False,
+    resolution: int = 64,
+    seed: int = 0,
+    lively: bool = False,
+) -> Path:
+    """`lively`: scale the generator's z weights (x8) and output layer (x4) so that frames have contrast and
+    visibly follow z (a plain random generator paints nearly flat, z-insensitive images)."""
     torch.manual_seed(seed)
     audio_model = audio_model_from_config({"arch": arch, "width": 8, "embedding_dim": 32, "rnn_hidden": 32}, 128)
     gen = None
     if generator:
         gen = Generator(GeneratorConfig(resolution=resolution, z_dim=16, base_channels=4, max_channels=64))
+        if lively:
+            with torch.no_grad():
+                gen.fc.weight[:, :16] *= 8.0
+                gen.out_conv.weight *= 4.0
         # a few train-mode passes so BatchNorm statistics are not the identity defaults
         gen.train()
         with torch.no_grad():

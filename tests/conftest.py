@@ -1,4 +1,5 @@
-"""Shared fixtures: real audio and display servers owned by the test session (see tests/realparts.py)."""
+"""Shared fixtures: small bundles built once per session; real audio and display servers owned by the test
+session (see tests/realparts.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,18 @@ import pytest
 
 from tests import realparts
 from tests.bundles import make_bundle
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Encoder-only bundle with random weights."""
+    return make_bundle(tmp_path_factory.mktemp("bundle") / "tiny")
+
+
+@pytest.fixture(scope="session")
+def full_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Encoder, 64 px generator and art index, random weights."""
+    return make_bundle(tmp_path_factory.mktemp("bundle") / "full", generator=True)
 
 
 def skip_or_fail(reason: str) -> None:
@@ -71,15 +84,3 @@ def xvfb_server() -> Iterator[realparts.XvfbServer]:
 def xvfb_display(xvfb_server: realparts.XvfbServer) -> str:
     """The DISPLAY string (e.g. ``":3"``) of the session's Xvfb; pass it to subprocesses, not os.environ."""
     return xvfb_server.display
-
-
-@pytest.fixture(scope="session")
-def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Encoder-only bundle with random weights (real ONNX inside)."""
-    return make_bundle(tmp_path_factory.mktemp("bundle") / "tiny")
-
-
-@pytest.fixture(scope="session")
-def full_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Encoder, 64 px generator and art index, random weights."""
-    return make_bundle(tmp_path_factory.mktemp("bundle") / "full", generator=True)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.audio.frontend import FrontEnd
+from engine.audio.frontend import FrontEnd, FrontEndOutput
 from engine.inference.base import Runner
 from engine.models.bundle import Bundle
 
@@ -15,6 +15,21 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     z = logits - logits.max(axis=-1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=-1, keepdims=True)
+
+
+@dataclass(frozen=True)
+class WindowPrediction:
+    """One window's raw model output (a row of a Prediction)."""
+
+    probs: np.ndarray  # [C]
+    valence: float
+    arousal: float
+    embedding: np.ndarray  # [E]
+    shared: np.ndarray  # [S]
+    silent: bool
+    rms_db: float
+    nonfinite: int
+    clipped: float
 
 
 @dataclass
@@ -30,6 +45,19 @@ class Prediction:
     nonfinite: np.ndarray  # [B] count of replaced samples
     clipped: np.ndarray  # [B] share of full-scale samples
 
+    def row(self, i: int = 0) -> WindowPrediction:
+        return WindowPrediction(
+            probs=self.probs[i],
+            valence=float(self.va[i, 0]),
+            arousal=float(self.va[i, 1]),
+            embedding=self.embedding[i],
+            shared=self.shared[i],
+            silent=bool(self.silent[i]),
+            rms_db=float(self.rms_db[i]),
+            nonfinite=int(self.nonfinite[i]),
+            clipped=float(self.clipped[i]),
+        )
+
 
 class WindowPredictor:
     """Front end and audio runner for one bundle. `__call__(windows)` with [N] or [B, N] float32 audio."""
@@ -41,7 +69,10 @@ class WindowPredictor:
         self.runner = runner
 
     def __call__(self, windows: np.ndarray) -> Prediction:
-        fe = self.frontend(windows)
+        return self.predict(self.frontend(windows))
+
+    def predict(self, fe: FrontEndOutput) -> Prediction:
+        """The model part alone, for a front-end output (lets the live loop time the two stages apart)."""
         logits, va, embedding, shared = self.runner(fe.features.cpu().numpy())
         return Prediction(
             probs=softmax(logits.astype(np.float64)).astype(np.float32),

@@ -1,0 +1,345 @@
+"""`synesthesia run`: the Engine object (source -> ring -> analysis -> sender) and the headless main loop.
+
+Threads: the source's capture thread(s), the analysis thread, the sender thread. The main thread owns the
+Engine and calls `tick()` (headless loop here; the render loop in engine/render/show.py), which publishes
+the per-frame audio features, heartbeat and status when they are due. A render loop plugs in like this::
+
+    engine = Engine(config, bundle)
+    engine.start()
+    features = AudioFeatures(engine.ring.sample_rate)      # its own, per-frame
+    while running:
+        state = engine.latest()                            # newest EmotionState (or None before the first)
+        frame = features(engine.ring)                      # RMS / onset / centroid for this frame
+        ... draw ...
+        engine.tick(frame_done=True)                       # counts the frame for fps; sends what is due
+    engine.stop()
+
+`engine.controls` is what the control servers write; `engine.sender.publish(Topic.FRAME, ...)` publishes
+frames; `engine.add_status(name, fn)` adds a section (e.g. the renderer's) to the status message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from engine.analysis.state import StateKind
+from engine.audio.features import AudioFeatures
+from engine.audio.ringbuffer import RingBuffer
+from engine.audio.sources import Source, SourceState, mic_available, open_source
+from engine.audio.windows import SlidingWindows
+from engine.config import EngineConfig, load_config
+from engine.controls import Controls
+from engine.io.schema import OscAddresses, Topic, audio_json, audio_osc, emotion_json, state_osc, status_osc
+from engine.io.sender import Sender
+from engine.models.bundle import DEFAULT_BUNDLE, Bundle, load_bundle
+from engine.timing import StageTimer
+
+log = logging.getLogger("synesthesia.app")
+
+DEMO_SOURCE = "synth:neutral"
+STATUS_PERIOD_S = 1.0
+
+
+def say(message: str) -> None:
+    """One line for the operator on stderr (independent of the log level)."""
+    print(f"synesthesia: {message}", file=sys.stderr, flush=True)
+
+
+class Engine:
+    """Everything a show runs except the display. `start()`, then `tick()` from the main thread, `stop()`."""
+
+    def __init__(
+        self, config: EngineConfig, bundle: Bundle, controls: Controls | None = None, source: Source | None = None
+    ) -> None:
+        self.config = config
+        self.bundle = bundle
+        self.controls = controls or Controls(bundle.classes)
+        self.addresses = OscAddresses(config.osc.prefix)
+        self.timer = StageTimer()
+        fe = bundle.frontend_config()
+        self.sample_rate = fe.sample_rate
+        self.ring = RingBuffer(round(config.audio.ring_s * fe.sample_rate), fe.sample_rate)
+        self.hop = max(1, round(config.audio.hop_s * fe.sample_rate))
+        self.windows = SlidingWindows(self.ring, fe.n_samples, self.hop)
+        self.source = source
+        self.sender: Sender | None = None
+        self.analysis: Any = None
+        self.notices: list[str] = []
+        self.backend_message = ""
+        self._features = AudioFeatures(fe.sample_rate)
+        self._status_sections: dict[str, Callable[[], Any]] = {}
+        self._started_at: float | None = None
+        self._heartbeat = 0
+        self._frames: deque[float] = deque(maxlen=1024)
+        self._next_audio = 0.0
+        self._next_status = 0.0
+        self._last_state_sent: StateKind | None = None
+
+    # -- lifecycle --------------------------------------------------------------------------------------
+
+    def notice(self, message: str, level: int = logging.WARNING) -> None:
+        """Something the operator should know (a fallback): logged and kept for `status`."""
+        log.log(level, message)
+        self.notices.append(message)
+
+    def _open_outputs(self) -> Sender:
+        from engine.io.osc_out import OscOut
+
+        cfg = self.config
+        osc = OscOut(cfg.osc.targets) if cfg.osc.enabled and cfg.osc.targets else None
+        zmq = None
+        if cfg.zmq.enabled and cfg.zmq.pub:
+            from engine.io.zmq_pub import ZmqPublisher
+
+            try:
+                zmq = ZmqPublisher(cfg.zmq.pub, cfg.zmq.hwm)
+            except Exception as exc:  # zmq.ZMQError (port in use, bad address): the show goes on without it
+                self.notice(f"ZeroMQ PUB {cfg.zmq.pub} unavailable ({exc}); publishing OSC only")
+        return Sender(osc, zmq, cfg.osc.queue_size, self.timer)
+
+    def _open_source(self) -> Source:
+        a = self.config.audio
+        spec = a.source
+        if spec.split(":", 1)[0] == "mic" and (why := mic_available()) is not None:
+            say(f"no microphone ({why}); playing the demo source {DEMO_SOURCE} instead")
+            self.notices.append(f"no microphone ({why}); demo source {DEMO_SOURCE}")
+            spec = DEMO_SOURCE
+        return open_source(
+            spec,
+            self.ring,
+            block_ms=a.block_ms,
+            hop=self.hop,
+            realtime=a.realtime,
+            loop=a.loop,
+            reconnect_s=a.reconnect_s,
+            stall_s=a.stall_s,
+        )
+
+    def _fallback_runner(self, failed: Any) -> Any:
+        from engine.inference.base import BackendKind, Component
+        from engine.inference.select import open_runner
+
+        for kind in (BackendKind.TORCH, BackendKind.ONNX):
+            if kind is failed.kind:
+                continue
+            try:
+                return open_runner(self.bundle, Component.AUDIO, kind, "cpu").runner
+            except Exception as exc:  # whatever the replacement raises, the current one stays
+                self.notice(f"fallback backend {kind.value} failed too: {exc}")
+        return None
+
+    def start(self) -> None:
+        """Open the model backend, the outputs and the source; start the threads. Returns once listening."""
+        from engine.analysis.live import ANALYSIS_TORCH_THREADS, AnalysisLoop, with_torch_threads
+        from engine.analysis.nearest import ArtIndex
+        from engine.analysis.predict import WindowPredictor
+        from engine.analysis.state import EmotionTracker
+        from engine.inference.base import Component
+        from engine.inference.select import open_runner
+
+        cfg = self.config
+        if self.source is None:  # first: a bad source spec should fail before the slow model warm-up
+            self.source = self._open_source()
+        selection = with_torch_threads(
+            ANALYSIS_TORCH_THREADS,
+            lambda: open_runner(self.bundle, Component.AUDIO, cfg.analysis.backend, cfg.analysis.device.value),
+        )
+        self.backend_message = selection.message
+        for name, why in selection.failures.items():
+            self.notices.append(f"backend {name} unavailable: {why}")
+        log.info(selection.message)
+        predictor = WindowPredictor(self.bundle, selection.runner, device="cpu")
+        art = ArtIndex.from_bundle(self.bundle)
+        tracker = EmotionTracker(self.bundle.classes, cfg.analysis, self.controls, art.class_anchors() if art else None)
+        self.sender = self._open_outputs()
+        self.sender.start()
+        self.analysis = AnalysisLoop(
+            self.windows,
+            predictor,
+            tracker,
+            self.sender,
+            self.addresses,
+            art,
+            self.timer,
+            fallback=self._fallback_runner,
+            torch_threads=ANALYSIS_TORCH_THREADS,
+        )
+        self.source.start()
+        self.analysis.start()
+        self._started_at = time.monotonic()
+        self._next_audio = self._next_status = self._started_at
+
+    def stop(self) -> None:
+        """Stop capture, analysis and sending (each joined with a timeout); release the device and sockets."""
+        if self.source is not None:
+            self.source.stop()
+        if self.analysis is not None:
+            self.analysis.stop()
+        if self.sender is not None:
+            self._publish_status()  # a last status, so a watcher sees the clean end
+            self.sender.stop()
+
+    # -- main-thread work -------------------------------------------------------------------------------
+
+    def latest(self) -> Any:
+        """The newest EmotionState, or None before the first window."""
+        return self.analysis.latest.get() if self.analysis is not None else None
+
+    @property
+    def source_ended(self) -> bool:
+        return self.source is not None and self.source.state is SourceState.ENDED
+
+    def add_status(self, name: str, fn: Callable[[], Any]) -> None:
+        """Add a section to the status message (called once a second from the main thread)."""
+        self._status_sections[name] = fn
+
+    def fps(self, now: float | None = None) -> float:
+        now = time.monotonic() if now is None else now
+        return float(sum(1 for t in self._frames if now - t <= 1.0))
+
+    def _effective_kind(self) -> StateKind | None:
+        ctl = self.controls.snapshot()
+        if ctl.freeze:
+            return StateKind.FROZEN
+        if ctl.override is not None:
+            return StateKind.OVERRIDE
+        state = self.latest()
+        return None if state is None else state.state
+
+    def tick(self, now: float | None = None, frame_done: bool = False) -> float:
+        """Publish what is due (audio features, state changes, heartbeat + status); returns seconds to the next."""
+        now = time.monotonic() if now is None else now
+        if frame_done:
+            self._frames.append(now)
+        sender = self.sender
+        if sender is None:
+            return STATUS_PERIOD_S
+        if now >= self._next_audio:
+            frame = self._features(self.ring)
+            sender.publish(Topic.AUDIO, audio_json(frame), audio_osc(self.addresses, frame))
+            period = 1.0 / self.config.osc.audio_rate_hz
+            self._next_audio = max(self._next_audio + period, now - period)  # no burst after a stall
+        kind = self._effective_kind()
+        state = self.latest()
+        if kind is not None and kind is not self._last_state_sent and state is not None:
+            if kind is not state.state:  # a control changed it between hops: say so now
+                changed = replace(state, state=kind)
+                sender.publish(Topic.EMOTION, emotion_json(changed, None), state_osc(self.addresses, changed))
+            self._last_state_sent = kind
+        if now >= self._next_status:
+            self._publish_status(now)
+            self._next_status = max(self._next_status + STATUS_PERIOD_S, now)
+        return max(0.0, min(self._next_audio, self._next_status) - time.monotonic())
+
+    def _latency_ms(self) -> float:
+        lat = self.timer.summary().get("latency")
+        return lat["p50"] if lat else 0.0
+
+    def _publish_status(self, now: float | None = None) -> None:
+        if self.sender is None:
+            return
+        now = time.monotonic() if now is None else now
+        self._heartbeat += 1
+        status = self.status(now)
+        self.sender.publish(
+            Topic.STATUS, status, status_osc(self.addresses, self._heartbeat, status["fps"], status["latency_ms"])
+        )
+
+    def status(self, now: float | None = None) -> dict[str, Any]:
+        now = time.monotonic() if now is None else now
+        state = self.latest()
+        kind = self._effective_kind()
+        out: dict[str, Any] = {
+            "heartbeat": self._heartbeat,
+            "uptime_s": round(now - self._started_at, 3) if self._started_at else 0.0,
+            "fps": self.fps(now),
+            "latency_ms": self._latency_ms(),
+            "state": kind.value if kind else None,
+            "label": state.label if state is not None else None,
+            "backend": self.backend_message,
+            "notices": list(self.notices[-10:]) + (self.analysis.notices[-5:] if self.analysis else []),
+            "source": self.source.status() if self.source else None,
+            "analysis": self.analysis.stats() if self.analysis else None,
+            "timings_ms": self.timer.summary(),
+            "sender": self.sender.stats() if self.sender else None,
+            "controls": self.controls.as_dict(),
+        }
+        for name, fn in self._status_sections.items():
+            try:
+                out[name] = fn()
+            except Exception as exc:  # a broken section must not take the status message with it
+                out[name] = {"error": f"{type(exc).__name__}: {exc}"}
+        return out
+
+
+# -- command line --------------------------------------------------------------------------------------
+
+
+def _configure_logging(cfg: EngineConfig) -> None:
+    """Let the engine's own INFO lines (backend chosen, device state) through unless -v asked for more."""
+    logger = logging.getLogger("synesthesia")
+    if logger.getEffectiveLevel() > getattr(logging, cfg.log_level):
+        logger.setLevel(cfg.log_level)
+
+
+def run_headless(engine: Engine, duration_s: float | None, stop: threading.Event) -> None:
+    """Tick until `duration_s`, `stop`, or the end of a file that does not loop."""
+    end = None if duration_s is None else time.monotonic() + duration_s
+    while not stop.is_set():
+        wait = engine.tick()
+        now = time.monotonic()
+        if end is not None and now >= end:
+            break
+        if engine.source_ended:
+            say("the source has ended")
+            break
+        stop.wait(min(wait, end - now) if end is not None else wait)
+
+
+def run_from_args(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
+    """`synesthesia run`: config + bundle -> Engine; runs until --duration or SIGINT/SIGTERM; exit 0."""
+    cfg = load_config(args.config, overrides)
+    _configure_logging(cfg)
+    if cfg.bundle is None and not (DEFAULT_BUNDLE / "manifest.json").is_file():
+        say(f"no model bundle at {DEFAULT_BUNDLE}; pass --bundle DIR (build one with `synesthesia-train default`)")
+        return 2
+    from engine.io.control import ControlSurface
+    from engine.render.loop import control_state_from_config
+    from engine.render.show import QueryState, run_show, start_control_servers, wants_renderer
+
+    if cfg.kiosk.enabled:
+        from engine.kiosk import setup_kiosk_logging
+
+        setup_kiosk_logging(cfg.kiosk, cfg.log_level)
+    bundle = load_bundle(cfg.bundle)
+    engine = Engine(cfg, bundle, Controls(bundle.classes, control_state_from_config(cfg)))
+    stop = threading.Event()
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        previous[sig] = signal.signal(sig, lambda *_: stop.set())
+    servers: list[Any] = []
+    try:
+        engine.start()
+        say(f"listening ({engine.source.name}); {engine.backend_message}")
+        query = QueryState(engine)
+        servers = start_control_servers(cfg, ControlSurface(engine.controls, status=query))
+        if wants_renderer(cfg):
+            run_show(engine, cfg, stop, query)
+        else:
+            run_headless(engine, cfg.duration_s, stop)
+    finally:
+        for server in servers:
+            server.stop()
+        engine.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0

@@ -1,0 +1,252 @@
+"""Audio sources that fill the engine's RingBuffer (mono float32, 22050 Hz) from their own thread.
+
+- `MicSource`: a PortAudio input stream opened at the device's own rate; the callback only copies into a
+  native-rate ring; a pump thread resamples (soxr, streaming) into the engine ring and watches the stream:
+  an error/finished callback or no data for `stall_s` means the device is gone, and it is reopened every
+  `reconnect_s` until it returns.
+- `FileSource`: a decoded file, paced in real time (optionally looping) or free-running (as fast as the
+  window reader consumes it, so no window is skipped).
+- `SynthSource`: procedural emotional audio (`synth:<class>[:speech|music]`) for demos, paced in real time.
+
+Every source has the same small interface: `start()`, `stop()`, `state`, `status()`, `reset()`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from abc import ABC, abstractmethod
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engine.audio.ringbuffer import RingBuffer
+from engine.errors import ConfigError
+
+log = logging.getLogger("synesthesia.audio")
+
+SAMPLE_RATE = 22050
+
+
+class SourceState(Enum):
+    STOPPED = "stopped"
+    STARTING = "starting"  # started, no audio yet
+    RUNNING = "running"
+    STALLED = "stalled"  # open, but no audio arrived for `stall_s`
+    LOST = "lost"  # the device is gone; reopening every `reconnect_s`
+    ENDED = "ended"  # a file that does not loop has been played to its end
+
+
+class Source(ABC):
+    """Writes mono float32 audio at the ring's rate into `ring` from a thread it owns."""
+
+    kind = "source"
+
+    def __init__(self, ring: RingBuffer, name: str) -> None:
+        self.ring = ring
+        self.name = name
+        self._state = SourceState.STOPPED
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.errors = 0
+        self.last_error: str | None = None
+
+    @property
+    def state(self) -> SourceState:
+        return self._state
+
+    def _set_state(self, state: SourceState) -> None:
+        if state is not self._state:
+            log.info("source %s: %s -> %s", self.name, self._state.value, state.value)
+            self._state = state
+
+    def start(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stop.clear()
+        self._set_state(SourceState.STARTING)
+        self._thread = threading.Thread(target=self._guarded_run, name=f"source-{self.kind}", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 3.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.warning("source %s: thread did not stop within %.1f s", self.name, timeout)
+            self._thread = None
+        self._close()
+        self._set_state(SourceState.STOPPED)
+
+    def _guarded_run(self) -> None:
+        try:
+            self._run()
+        except Exception as exc:  # a crashed source must show in status, not vanish
+            self.errors += 1
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            log.exception("source %s failed", self.name)
+            self._set_state(SourceState.LOST)
+
+    @abstractmethod
+    def _run(self) -> None: ...
+
+    def _close(self) -> None:  # noqa: B027 - optional hook: most sources hold nothing to release
+        """Release what the thread opened (after it has stopped)."""
+
+    def reset(self) -> None:
+        """Back to the beginning of the content and counters (call while stopped)."""
+        self.errors = 0
+        self.last_error = None
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "name": self.name,
+            "state": self._state.value,
+            "errors": self.errors,
+            "last_error": self.last_error,
+        }
+
+
+class PacedSource(Source):
+    """Produces blocks from `_produce(n)`; in real time (clocked) or free-running (throttled by the reader)."""
+
+    def __init__(self, ring: RingBuffer, name: str, block: int, realtime: bool = True, ahead: int | None = None):
+        super().__init__(ring, name)
+        self.block = max(1, int(block))
+        self.realtime = realtime
+        self.ahead = max(self.block, int(ahead or self.block))
+        self.resyncs = 0
+
+    @abstractmethod
+    def _produce(self, n: int) -> np.ndarray | None:
+        """The next n samples (fewer at the end of a file); None when there are no more."""
+
+    def _run(self) -> None:
+        period = self.block / self.ring.sample_rate
+        next_t = time.monotonic()
+        self._set_state(SourceState.RUNNING)
+        while not self._stop.is_set():
+            if self.realtime:
+                wait = next_t - time.monotonic()
+                if wait > 0 and self._stop.wait(wait):
+                    break
+                if time.monotonic() - next_t > 1.0:  # starved of CPU for a second: resync, do not burst
+                    next_t = time.monotonic()
+                    self.resyncs += 1
+            elif not self.ring.wait_room(self.ahead, timeout=0.1):
+                continue
+            x = self._produce(self.block)
+            if x is None:
+                self._set_state(SourceState.ENDED)
+                return
+            self.ring.write(x)
+            next_t += x.shape[0] / self.ring.sample_rate if x.shape[0] else period
+
+
+class FileSource(PacedSource):
+    kind = "file"
+
+    def __init__(
+        self,
+        ring: RingBuffer,
+        path: str | Path,
+        block: int,
+        realtime: bool = True,
+        loop: bool = True,
+        ahead: int | None = None,
+    ) -> None:
+        from engine.audio.loading import load_audio
+
+        super().__init__(ring, str(path), block, realtime, ahead)
+        self.audio = load_audio(path, ring.sample_rate)
+        self.loop = loop
+        self._pos = 0
+        self.loops = 0
+
+    def _produce(self, n: int) -> np.ndarray | None:
+        if self._pos >= self.audio.shape[0]:
+            if not self.loop:
+                return None
+            self._pos = 0
+            self.loops += 1
+        x = self.audio[self._pos : self._pos + n]
+        self._pos += x.shape[0]
+        return x
+
+    def reset(self) -> None:
+        super().reset()
+        self._pos = 0
+        self.loops = 0
+
+    def status(self) -> dict[str, Any]:
+        return {**super().status(), "position_s": round(self._pos / self.ring.sample_rate, 3), "loops": self.loops}
+
+
+class SynthSource(PacedSource):
+    """Procedural demo audio from engine.audio.synth (`SynthStream`), always real time."""
+
+    kind = "synth"
+
+    def __init__(self, ring: RingBuffer, spec: str, block: int, seed: int = 0) -> None:
+        from engine.audio.synth import SynthStream
+
+        emotion, _, kind = spec.partition(":")
+        super().__init__(ring, f"synth:{spec}", block, realtime=True)
+        kind = kind or "speech"
+        if kind not in ("speech", "music"):
+            raise ValueError(f"the synth kind must be speech or music, got {kind!r}")
+        self.stream = SynthStream(emotion or "neutral", kind=kind, sample_rate=ring.sample_rate, seed=seed)
+
+    def _produce(self, n: int) -> np.ndarray:
+        return self.stream.read(n)
+
+    def reset(self) -> None:
+        super().reset()
+        self.stream.reset()
+
+
+def mic_available() -> str | None:
+    """None when PortAudio works and lists at least one input; otherwise why not (one line)."""
+    from engine.audio.devices import NoInputDeviceError, find_input
+    from engine.errors import MissingDependencyError
+
+    try:
+        find_input(None)
+    except MissingDependencyError:
+        return "PortAudio is not available"
+    except NoInputDeviceError:
+        return "no audio input device found"
+    return None
+
+
+def open_source(
+    spec: str,
+    ring: RingBuffer,
+    *,
+    block_ms: float = 20.0,
+    hop: int | None = None,
+    realtime: bool = True,
+    loop: bool = True,
+    reconnect_s: float = 2.0,
+    stall_s: float = 2.0,
+) -> Source:
+    """A source for `mic`, `mic:NAME_OR_INDEX`, `file:PATH` or `synth:CLASS[:speech|music]` (not started)."""
+    kind, _, value = spec.partition(":")
+    block = max(1, round(ring.sample_rate * block_ms / 1000.0))
+    if kind == "mic":
+        from engine.audio.mic import MicSource
+
+        device: str | int | None = int(value) if value.isdigit() else (value or None)
+        return MicSource(ring, device, block_ms=block_ms, reconnect_s=reconnect_s, stall_s=stall_s)
+    if kind == "file":
+        return FileSource(ring, value, block, realtime=realtime, loop=loop, ahead=hop)
+    if kind == "synth":
+        try:
+            return SynthSource(ring, value or "neutral", block)
+        except ValueError as exc:
+            raise ConfigError(f"audio.source: {spec!r}: {exc}") from exc
+    raise ConfigError(f"audio.source: unknown source {spec!r}; use mic, mic:NAME, file:PATH or synth:CLASS[:music]")

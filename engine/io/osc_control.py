@@ -1,0 +1,204 @@
+"""OSC control input: `<prefix>/ctl/<name>` -> Controls (DESIGN.md §7).
+
+A python-osc BlockingOSCUDPServer on one explicit thread (owned by the app: `start()` / `stop()`), so
+messages are handled in arrival order with no thread per datagram.
+
+Robustness, checked against python-osc 1.8-1.10:
+- the stock server drops datagrams that do not start like a message or bundle without a word; here
+  they are counted as malformed;
+- the stock dispatcher swallows ParseError silently, lets other decoding errors (e.g. a non-UTF-8
+  address: UnicodeDecodeError) escape into socketserver's `handle_error` (a traceback on stderr per
+  packet), and *sleeps in the server thread* until a bundle's future timetag — so one crafted packet
+  could stall control for hours. `ControlDispatcher` parses each packet itself, counts every failure,
+  ignores timetags (controls apply on the next frame anyway) and never raises;
+- `handle_error` is overridden as a last line of defence: counted, logged rate-limited, serving goes on.
+
+`<prefix>/ctl/query` (any arguments) replies with the full current state as one OSC bundle, one message
+per value, sent from the control port to the datagram's source address; `<prefix>/ctl/query <port>`
+replies to the sender's host at that port instead (TouchDesigner sends from an ephemeral port).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import struct
+import threading
+from typing import Any
+
+from engine.deps import require
+from engine.io.control import ControlSurface, Outcome, flatten_state
+
+log = logging.getLogger("synesthesia.control")
+
+_PARSE_ERRORS = (ValueError, IndexError, TypeError, struct.error, OverflowError)  # + python-osc's ParseErrors
+
+
+def build_state_bundle(state: dict[str, Any], prefix: str) -> bytes:
+    """The state as one OSC bundle (timetag: immediately) of one message per value."""
+    osc_bundle_builder = require("pythonosc.osc_bundle_builder", "OSC control")
+    osc_message_builder = require("pythonosc.osc_message_builder", "OSC control")
+    bundle = osc_bundle_builder.OscBundleBuilder(osc_bundle_builder.IMMEDIATELY)
+    for address, args in flatten_state(state, prefix):
+        msg = osc_message_builder.OscMessageBuilder(address=address)
+        for a in args:
+            msg.add_arg(a)
+        bundle.add_content(msg.build())
+    return bundle.build().dgram
+
+
+class OscControlServer:
+    """UDP OSC control server on (host, port); `start()` binds (errors surface there) and serves."""
+
+    def __init__(self, surface: ControlSurface, host: str = "0.0.0.0", port: int = 9001, prefix: str = "/syn") -> None:
+        self.surface = surface
+        self.host = host
+        self.port = port
+        self.prefix = prefix.rstrip("/")
+        self.ctl_prefix = f"{self.prefix}/ctl/"
+        self.replies = 0
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The bound (host, port); the real port when 0 was asked for."""
+        if self._server is None:
+            return (self.host, self.port)
+        return self._server.server_address[:2]
+
+    def start(self) -> OscControlServer:
+        osc_server = require("pythonosc.osc_server", "OSC control")
+        dispatcher_mod = require("pythonosc.dispatcher", "OSC control")
+        osc_packet = require("pythonosc.osc_packet", "OSC control")
+        outer = self
+
+        class ControlDispatcher(dispatcher_mod.Dispatcher):
+            def call_handlers_for_packet(self, data: bytes, client_address: tuple[str, int]) -> list:
+                outer.handle_packet(data, client_address, osc_packet)
+                return []
+
+        class Server(osc_server.BlockingOSCUDPServer):
+            def verify_request(self, request: Any, client_address: Any) -> bool:
+                if super().verify_request(request, client_address):
+                    return True
+                outer.surface.count(Outcome.MALFORMED, _source(client_address), "not an OSC message or bundle")
+                return False
+
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                outer.surface.count(Outcome.MALFORMED, _source(client_address), "error while handling the packet")
+
+        self._server = Server((self.host, self.port), ControlDispatcher(strict_timing=False))
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.2}, name="osc-control", daemon=True
+        )
+        self._thread.start()
+        log.info("OSC control on %s:%d (%s*)", *self.address, self.ctl_prefix)
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=2.0)
+            self._thread = None
+
+    def __enter__(self) -> OscControlServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- packet handling (server thread) ---------------------------------------------------------------
+    def handle_packet(self, data: bytes, client: tuple[str, int], osc_packet: Any) -> None:
+        source = _source(client)
+        problem = packet_problem(data)
+        if problem:
+            self.surface.count(Outcome.MALFORMED, source, problem)
+            return
+        try:
+            messages = [m.message for m in osc_packet.OscPacket(data).messages]
+        except (osc_packet.ParseError, *_PARSE_ERRORS) as exc:
+            self.surface.count(Outcome.MALFORMED, source, f"unparseable packet ({exc})")
+            return
+        for msg in messages:
+            self.handle_message(msg.address, list(msg.params), client)
+
+    def handle_message(self, address: str, args: list[Any], client: tuple[str, int]) -> None:
+        source = _source(client)
+        if not address.startswith(self.ctl_prefix):
+            self.surface.count(Outcome.UNKNOWN, source, f"address {address!r} is not under {self.ctl_prefix}")
+            return
+        name = address[len(self.ctl_prefix) :]
+        outcome, _ = self.surface.apply(name, tuple(args), source=source)
+        if outcome is Outcome.QUERY:
+            self.reply_state(client, args)
+
+    def reply_state(self, client: tuple[str, int], args: list[Any]) -> None:
+        host, port = client[0], client[1]
+        if len(args) == 1 and isinstance(args[0], int) and not isinstance(args[0], bool) and 0 < args[0] < 65536:
+            port = args[0]
+        osc_types = require("pythonosc.parsing.osc_types", "OSC control")
+        try:
+            dgram = build_state_bundle(self.surface.state(), self.prefix)
+            self._server.socket.sendto(dgram, (host, port))
+            self.replies += 1
+        except (OSError, osc_types.BuildError) as exc:
+            self.surface.log.warning("reply", "cannot reply to %s:%d: %s", host, port, exc)
+
+
+_BUNDLE = b"#bundle\x00"
+
+
+def packet_problem(data: bytes, depth: int = 0) -> str | None:
+    """Why a packet breaks OSC 1.0 framing (None if the framing is sound; the content is parsed later).
+
+    - an OSC packet's size is a multiple of 4; python-osc reads a truncated last float as if zero-padded,
+      so a cut-off value would be applied: refused here;
+    - python-osc skips bundle elements it cannot identify with a root-logger warning per element, which a
+      hostile sender turns into unbounded log output: refused here.
+    """
+    if len(data) % 4:
+        return f"packet of {len(data)} bytes (OSC packets are a multiple of 4 bytes): truncated"
+    if not data.startswith(_BUNDLE):
+        return None
+    if depth > 8:
+        return "bundles nested too deep"
+    index = 16  # "#bundle\0" + 8-byte timetag
+    if len(data) < index:
+        return "truncated bundle header"
+    while index < len(data):
+        if index + 4 > len(data):
+            return "truncated bundle element size"
+        (size,) = struct.unpack(">i", data[index : index + 4])
+        index += 4
+        element = data[index : index + size]
+        if size <= 0 or len(element) != size:
+            return f"bundle element of {size} bytes does not fit the packet"
+        if element.startswith(_BUNDLE):
+            nested = packet_problem(element, depth + 1)
+            if nested:
+                return nested
+        elif not element.startswith(b"/"):
+            return "bundle element is neither a message nor a bundle"
+        index += size
+    return None
+
+
+def _source(client: Any) -> str:
+    try:
+        return f"{client[0]}:{client[1]}"
+    except (TypeError, IndexError):
+        return str(client)
+
+
+def send_control(host: str, port: int, name: str, *args: Any, prefix: str = "/syn") -> None:
+    """Send one control message (a tiny client for scripts and tests)."""
+    osc_message_builder = require("pythonosc.osc_message_builder", "OSC control")
+    msg = osc_message_builder.OscMessageBuilder(address=f"{prefix}/ctl/{name}")
+    for a in args:
+        msg.add_arg(a)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.sendto(msg.build().dgram, (host, port))

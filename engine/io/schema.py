@@ -1,0 +1,115 @@
+"""Outgoing message schema (DESIGN.md §7): OSC addresses under a configurable prefix, JSON envelopes.
+
+OSC carries one scalar per address (a TouchDesigner OSC In CHOP gets one channel per value); vectors and
+lists go as one message with many arguments. Every JSON message (ZeroMQ) is flat: the envelope
+`{"v": 1, "topic", "t" (unix seconds), "seq" (per topic, gaps mean drops)}` plus the topic's fields.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from engine.analysis.state import EmotionState
+    from engine.audio.features import AudioFrame
+
+SCHEMA_VERSION = 1
+
+OscMessage = tuple[str, tuple[Any, ...]]
+
+
+class Topic(StrEnum):
+    EMOTION = "emotion"
+    AUDIO = "audio"
+    STATUS = "status"
+    FRAME = "frame"  # opt-in, published by the render loop
+
+
+class OscAddresses:
+    """Every outgoing address, built once from the prefix (e.g. `/syn`)."""
+
+    def __init__(self, prefix: str = "/syn") -> None:
+        p = "/" + prefix.strip("/") if prefix.strip("/") else ""
+        self.prefix = p
+        self.label = f"{p}/emotion/label"
+        self.confidence = f"{p}/emotion/confidence"
+        self.valence = f"{p}/valence"
+        self.arousal = f"{p}/arousal"
+        self.embedding = f"{p}/embedding"
+        self.state = f"{p}/state"
+        self.nearest = f"{p}/nearest"
+        self.rms = f"{p}/audio/rms"
+        self.onset = f"{p}/audio/onset"
+        self.centroid = f"{p}/audio/centroid"
+        self.heartbeat = f"{p}/heartbeat"
+        self.fps = f"{p}/status/fps"
+        self.latency_ms = f"{p}/status/latency_ms"
+
+    def emotion(self, name: str) -> str:
+        return f"{self.prefix}/emotion/{name}"
+
+    def ctl(self, name: str) -> str:
+        return f"{self.prefix}/ctl/{name}"
+
+
+def envelope(topic: Topic, seq: int, t: float, data: dict[str, Any]) -> dict[str, Any]:
+    return {"v": SCHEMA_VERSION, "topic": topic.value, "t": round(t, 6), "seq": seq, **data}
+
+
+def _r(x: float, nd: int = 6) -> float:
+    """Round for the wire; NaN/inf become 0.0 (JSON has no NaN and a receiver would choke on it)."""
+    x = float(x)
+    return round(x, nd) if math.isfinite(x) else 0.0
+
+
+def emotion_osc(a: OscAddresses, s: EmotionState, nearest: Sequence[str] | None) -> list[OscMessage]:
+    msgs: list[OscMessage] = [(a.emotion(c), (_r(p),)) for c, p in zip(s.classes, s.probs, strict=True)]
+    msgs += [
+        (a.label, (s.label or "none",)),
+        (a.confidence, (_r(s.confidence),)),
+        (a.valence, (_r(s.valence),)),
+        (a.arousal, (_r(s.arousal),)),
+        (a.embedding, tuple(_r(x) for x in s.shared)),
+        (a.state, (s.state.value,)),
+    ]
+    if nearest:
+        msgs.append((a.nearest, tuple(nearest)))
+    return msgs
+
+
+def emotion_json(s: EmotionState, nearest: Sequence[str] | None) -> dict[str, Any]:
+    return {
+        "label": s.label,
+        "probs": {c: _r(p) for c, p in zip(s.classes, s.probs, strict=True)},
+        "confidence": _r(s.confidence),
+        "valence": _r(s.valence),
+        "arousal": _r(s.arousal),
+        "state": s.state.value,
+        "silent": s.silent,
+        "raw_label": s.raw_label,
+        "rms_db": _r(s.rms_db, 2),
+        "audio_t": _r(s.t, 4),
+        "hop": s.hop,
+        "shared": [_r(x) for x in s.shared],  # what OSC sends as /embedding
+        "embedding": [_r(x) for x in s.embedding],  # the encoder's own embedding
+        "nearest": list(nearest or []),
+    }
+
+
+def state_osc(a: OscAddresses, s: EmotionState) -> list[OscMessage]:
+    return [(a.state, (s.state.value,))]
+
+
+def audio_osc(a: OscAddresses, f: AudioFrame) -> list[OscMessage]:
+    return [(a.rms, (_r(f.rms),)), (a.onset, (_r(f.onset),)), (a.centroid, (_r(f.centroid, 2),))]
+
+
+def audio_json(f: AudioFrame) -> dict[str, Any]:
+    return {"rms": _r(f.rms), "onset": _r(f.onset), "centroid": _r(f.centroid, 2)}
+
+
+def status_osc(a: OscAddresses, heartbeat: int, fps: float, latency_ms: float) -> list[OscMessage]:
+    return [(a.heartbeat, (int(heartbeat),)), (a.fps, (_r(fps, 3),)), (a.latency_ms, (_r(latency_ms, 3),))]

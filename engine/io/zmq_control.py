@@ -1,0 +1,143 @@
+"""ZeroMQ control: a REP socket taking the OSC control commands as JSON (DESIGN.md §7).
+
+Request:  {"v": 1, "cmd": "<name>", "args": [...]}      (cmd "query" only reads)
+Reply:    {"v": 1, "t": <unix time>, "seq": <n>, "ok": bool, "error"?: str, "state": {...}}
+
+A REP socket that does not answer a request is wedged for good, so every request gets exactly one
+reply: malformed JSON, a wrong shape, an unknown command or an invalid value are answered with
+`ok: false` and an error string (and counted and logged like the OSC ones). One explicit thread, owned by
+the app (`start()` / `stop()`); it polls so that `stop()` returns within ~0.2 s.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from typing import Any
+
+from engine.deps import require
+from engine.io.control import ControlSurface, Outcome
+
+log = logging.getLogger("synesthesia.control")
+
+MAX_REQUEST_BYTES = 64 * 1024
+
+
+def parse_request(frames: list[bytes]) -> tuple[str, list[Any]]:
+    """(cmd, args) from a request's frames; ValueError with a readable message when malformed."""
+    if len(frames) != 1:
+        raise ValueError(f"expected one frame, got {len(frames)}")
+    raw = frames[0]
+    if len(raw) > MAX_REQUEST_BYTES:
+        raise ValueError(f"request larger than {MAX_REQUEST_BYTES} bytes")
+    try:
+        req = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"not JSON ({exc})") from exc
+    if not isinstance(req, dict):
+        raise ValueError("the request must be a JSON object")
+    if req.get("v") != 1:
+        raise ValueError(f"unsupported message version v={req.get('v')!r} (this engine speaks v=1)")
+    cmd = req.get("cmd")
+    if not isinstance(cmd, str) or not cmd:
+        raise ValueError("'cmd' must be a non-empty string")
+    args = req.get("args", [])
+    if not isinstance(args, list):
+        raise ValueError("'args' must be a list")
+    if any(isinstance(a, dict | list) for a in args):
+        raise ValueError("'args' must hold numbers, strings or booleans")
+    return cmd, args
+
+
+class ZmqControlServer:
+    """REP socket on `endpoint` (e.g. tcp://*:5557); `start()` binds (errors surface there) and serves."""
+
+    def __init__(self, surface: ControlSurface, endpoint: str = "tcp://*:5557", context: Any = None) -> None:
+        self.surface = surface
+        self.endpoint = endpoint
+        self._context = context
+        self._socket: Any = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self.seq = 0
+
+    @property
+    def bound(self) -> str:
+        """The endpoint actually bound (with the real port when a wildcard port was asked for)."""
+        zmq = require("zmq", "ZeroMQ control")
+        return self._socket.getsockopt(zmq.LAST_ENDPOINT).decode() if self._socket is not None else self.endpoint
+
+    def start(self) -> ZmqControlServer:
+        zmq = require("zmq", "ZeroMQ control")
+        ctx = self._context or zmq.Context.instance()
+        sock = ctx.socket(zmq.REP)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.MAXMSGSIZE, MAX_REQUEST_BYTES * 2)
+        try:
+            sock.bind(self.endpoint)
+        except zmq.ZMQError:
+            sock.close()
+            raise
+        self._socket = sock
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._serve, name="zmq-control", daemon=True)
+        self._thread.start()
+        log.info("ZeroMQ control on %s", self.bound)
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2.0)
+            self._thread = None
+
+    def __enter__(self) -> ZmqControlServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _serve(self) -> None:
+        zmq = require("zmq", "ZeroMQ control")
+        sock = self._socket
+        poller = zmq.Poller()
+        poller.register(sock, zmq.POLLIN)
+        try:
+            while not self._stop.is_set():
+                if not dict(poller.poll(200)).get(sock):
+                    continue
+                try:
+                    frames = sock.recv_multipart(zmq.NOBLOCK)
+                except zmq.Again:
+                    continue
+                reply = self.handle(frames)
+                try:
+                    sock.send(reply)
+                except zmq.ZMQError as exc:  # the peer went away; REP is ready for the next request
+                    self.surface.log.warning("zmq-send", "cannot send a control reply: %s", exc)
+        finally:
+            sock.close(linger=0)
+            self._socket = None
+
+    def handle(self, frames: list[bytes]) -> bytes:
+        """One request -> one reply (bytes); never raises."""
+        ok, error = True, None
+        try:
+            cmd, args = parse_request(frames)
+        except ValueError as exc:
+            ok, error = False, str(exc)
+            self.surface.count(Outcome.MALFORMED, "zmq", error)
+        else:
+            outcome, error = self.surface.apply(cmd, args, source="zmq")
+            ok = outcome in (Outcome.APPLIED, Outcome.QUERY)
+        self.seq += 1
+        reply: dict[str, Any] = {"v": 1, "t": time.time(), "seq": self.seq, "ok": ok}
+        if error is not None:
+            reply["error"] = error
+        reply["state"] = self.surface.state()
+        try:
+            return json.dumps(reply, default=str, allow_nan=False).encode()
+        except ValueError:  # a NaN somewhere in the status: still answer
+            return json.dumps(reply, default=str).replace("NaN", "null").encode()

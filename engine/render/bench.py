@@ -1,0 +1,290 @@
+"""Frame-rate rows for `synesthesia bench`: the bundle's generator per backend and the whole render path.
+
+Per backend (torch, onnx, tensorrt where available):
+
+- `generator_ms` (mean, p50, p99): one G(z, c) call at batch 1, after warm-up;
+- `unpaced`: the real render loop (walk, generator every frame, trails, colour grade, smoothscale to
+  width x height, headless sink without output) as fast as it goes: fps and p99 frame time;
+- `paced_inline` / `paced_thread`: the same at the target fps as a show runs it, with the generator
+  inline (adaptive stride) or on its own thread (crossfaded): fps, p99 frame time, frames per generated
+  frame, and `state_to_frame_ms`: a new emotion state -> the first presented frame whose generator input
+  reflects it (median, p99);
+- `window_to_frame` (one row, the fastest-to-set-up backend): the real engine on a real-time synth source
+  with the render loop: analysis window end (last sample captured) -> first presented frame made from it.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from engine.config import RenderSettings
+from engine.controls import Controls
+from engine.inference.base import Component, example_inputs
+from engine.render.display import HeadlessSink
+from engine.render.frames import FramePainter, GeneratorStep, GeneratorThread, PostSettings
+from engine.render.latent import ConditionSpace, LatentWalk
+from engine.render.loop import RenderLoop
+
+log = logging.getLogger("synesthesia.bench")
+
+
+@dataclass
+class _BenchState:
+    """A stand-in EmotionState: what the render loop reads."""
+
+    shared: np.ndarray
+    valence: float
+    arousal: float
+    captured_at: float
+    label: str | None = None
+    silent: bool = False
+
+
+def _pct(values: list[float], q: float) -> float:
+    return round(float(np.percentile(values, q)), 3) if values else float("nan")
+
+
+def time_generator(runner: Any, manifest: Any, seconds: float) -> dict[str, float]:
+    example = example_inputs(Component.GENERATOR, manifest)
+    runner.warmup(*example)
+    times: list[float] = []
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end or len(times) < 5:
+        start = time.perf_counter()
+        runner(*example)
+        times.append((time.perf_counter() - start) * 1000.0)
+    return {"mean": round(float(np.mean(times)), 3), "p50": _pct(times, 50), "p99": _pct(times, 99), "n": len(times)}
+
+
+def _loop(
+    bundle: Any, runner: Any, width: int, height: int, fps: float, mode: str, emotion: Any = lambda: None
+) -> RenderLoop:
+    """mode: "every" (generator every frame), "inline" (adaptive stride) or "thread"."""
+    gen = bundle.manifest.generator
+    settings = RenderSettings(headless=True, width=width, height=height, fps=fps, trails=0.1)
+    space = ConditionSpace.from_bundle(bundle)
+    args = (runner, gen.resolution, gen.z_dim, bundle.manifest.shared_dim, fps)
+    step = GeneratorThread(*args) if mode == "thread" else GeneratorStep(*args, adapt=mode == "inline")
+    painter = FramePainter(gen.resolution, (width, height), bundle.classes, PostSettings(trails=0.1))
+    loop = RenderLoop(
+        settings,
+        LatentWalk(space, gen.z_dim),
+        step,
+        painter,
+        HeadlessSink(settings),
+        Controls(bundle.classes),
+        emotion=emotion,
+        backend=runner.describe(),
+    )
+    loop.open()
+    return loop
+
+
+def _frame_times(loop: RenderLoop, seconds: float, paced: bool, on_frame: Any = None) -> list[float]:
+    times: list[float] = []
+    last = time.perf_counter()
+    end = last + seconds
+    while last < end:
+        loop.step()
+        if on_frame is not None:
+            on_frame()
+        if paced:
+            loop.sink.wait()
+        now = time.perf_counter()
+        times.append((now - last) * 1000.0)
+        last = now
+    return times
+
+
+def bench_render(
+    bundle: Any, runner: Any, seconds: float = 5.0, width: int = 1280, height: int = 720, fps: float = 60.0
+) -> dict[str, Any]:
+    """All render rows for one runner (see the module docstring)."""
+    out: dict[str, Any] = {"backend": runner.describe(), "size": f"{width}x{height}", "target_fps": fps}
+    out["generator_ms"] = time_generator(runner, bundle.manifest, min(seconds, 3.0))
+
+    unpaced = _loop(bundle, runner, width, height, fps, "every")
+    try:
+        _frame_times(unpaced, min(0.5, seconds / 4), paced=False)  # warm-up
+        times = _frame_times(unpaced, seconds, paced=False)
+    finally:
+        unpaced.close()
+    out["unpaced"] = {
+        "fps": round(1000.0 * len(times) / sum(times), 2),
+        "frame_ms_p50": _pct(times, 50),
+        "frame_ms_p99": _pct(times, 99),
+        "post_ms": round(unpaced.generator.post_ms, 3),
+    }
+    for mode in ("inline", "thread"):
+        out[f"paced_{mode}"] = _paced(bundle, runner, width, height, fps, mode, seconds)
+    return out
+
+
+def _paced(bundle: Any, runner: Any, width: int, height: int, fps: float, mode: str, seconds: float) -> dict:
+    """The render loop at the target rate, with a new emotion state every 0.5 s."""
+    rng = np.random.default_rng(0)
+    current: list[Any] = [None]
+    latencies: list[float] = []
+    next_state = [0.0]
+    loop = _loop(bundle, runner, width, height, fps, mode, emotion=lambda: current[0])
+
+    def on_frame() -> None:
+        lat = loop.status.latency_ms
+        if lat is not None:
+            latencies.append(lat)
+            loop.status.latency_ms = None
+        now = time.monotonic()
+        if now >= next_state[0]:  # stamped as if its analysis window ended just now
+            vec = rng.standard_normal(bundle.manifest.shared_dim)
+            current[0] = _BenchState(vec / np.linalg.norm(vec), 0.3, 0.2, captured_at=now)
+            next_state[0] = now + 0.5
+
+    try:
+        times = _frame_times(loop, seconds, paced=True, on_frame=on_frame)
+    finally:
+        loop.close()
+    return {
+        "fps": round(1000.0 * len(times) / sum(times), 2),
+        "frame_ms_p50": _pct(times, 50),
+        "frame_ms_p99": _pct(times, 99),
+        "generated_per_s": round(1000.0 * loop.generator.generated / sum(times), 2),
+        "stride": loop.generator.stride,
+        "state_to_frame_ms": {"p50": _pct(latencies, 50), "p99": _pct(latencies, 99), "n": len(latencies)},
+    }
+
+
+def bench_window_to_frame(
+    bundle: Any, backend: str, device: str, seconds: float, width: int, height: int, fps: float = 60.0
+) -> dict[str, Any]:
+    """The real engine (synth source in real time, analysis every 0.25 s) with the render loop headless at
+    width x height: analysis window end (its last sample captured) -> first presented frame made from it."""
+    from engine.app import Engine
+    from engine.audio.features import AudioFeatures
+    from engine.config import build_config
+    from engine.render.loop import build_render_loop
+
+    cfg = build_config(
+        overrides={
+            "audio": {"source": "synth:happy", "hop_s": 0.25},
+            "analysis": {"backend": backend, "device": device},
+            "render": {"headless": True, "width": width, "height": height, "fps": fps, "backend": backend},
+            "osc": {"enabled": False, "in_port": None},
+            "zmq": {"enabled": False, "ctl": None},
+        }
+    )
+    engine = Engine(cfg, bundle)
+    latencies: list[float] = []
+    times: list[float] = []
+    loop = None
+    try:
+        engine.start()
+        feats = AudioFeatures(engine.sample_rate)
+        sink = HeadlessSink(cfg.render)
+        loop = build_render_loop(cfg, bundle, engine.controls, sink, engine.latest, lambda: feats(engine.ring))
+        loop.open()
+        end = time.monotonic() + 3.0 + seconds  # the first window needs 3 s of audio
+        last = time.perf_counter()
+        while time.monotonic() < end:
+            loop.step()
+            engine.tick(frame_done=True)
+            if loop.status.latency_ms is not None:
+                latencies.append(loop.status.latency_ms)
+                loop.status.latency_ms = None
+            loop.sink.wait()
+            now = time.perf_counter()
+            times.append((now - last) * 1000.0)
+            last = now
+        mode = type(loop.generator).__name__
+    finally:
+        if loop is not None:
+            loop.close()
+        engine.stop()
+    return {
+        "backend": backend,
+        "generator": mode,
+        "size": f"{width}x{height}",
+        "fps": round(1000.0 * len(times) / sum(times), 2) if times else 0.0,
+        "frame_ms_p99": _pct(times, 99),
+        "window_to_frame_ms": {"p50": _pct(latencies, 50), "p99": _pct(latencies, 99), "n": len(latencies)},
+    }
+
+
+def render_rows(
+    bundle: Any,
+    backends: list[str] | None = None,
+    device: str = "auto",
+    seconds: float = 5.0,
+    width: int = 1280,
+    height: int = 720,
+    fps: float = 60.0,
+) -> dict[str, Any]:
+    """The render rows for each backend that opens here (key `<backend>/<device>`); failures say why."""
+    from engine.inference.base import BackendKind
+    from engine.inference.select import cuda_available, open_runner
+
+    if device == "auto":
+        device = "cuda" if cuda_available() else "cpu"
+    kinds = backends or [k.value for k in BackendKind if k is not BackendKind.AUTO]
+    rows: dict[str, Any] = {}
+    for kind in kinds:
+        label = f"{kind}/{device}"
+        try:
+            selection = open_runner(bundle, Component.GENERATOR, kind, device)
+        except Exception as exc:  # report and go on with the next backend
+            rows[label] = {"error": f"{type(exc).__name__}: {exc}"}
+            continue
+        runner = selection.runner
+        if runner.kind.value != kind or runner.device != device:  # open_runner fell back: not this backend
+            rows[label] = {"error": f"unavailable ({'; '.join(selection.failures.values())})"}
+            continue
+        log.info("bench render %s", label)
+        rows[label] = bench_render(bundle, runner, seconds, width, height, fps)
+        # free the backend (and its thread pool) before timing the next: pools that spin while idle would
+        # otherwise compete with the next backend for the cores
+        del runner, selection
+        gc.collect()
+    working = [label.split("/")[0] for label, row in rows.items() if "error" not in row]
+    if working:
+        backend = "onnx" if "onnx" in working else working[0]
+        try:
+            rows["window_to_frame"] = bench_window_to_frame(bundle, backend, device, seconds, width, height, fps)
+        except Exception as exc:  # the per-backend rows are still worth printing
+            log.exception("end-to-end render bench failed")
+            rows["window_to_frame"] = {"error": f"{type(exc).__name__}: {exc}"}
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m engine.render.bench`: the render rows alone, as JSON on stdout."""
+    import argparse
+    import json
+    import platform
+
+    from engine.models.bundle import load_bundle
+
+    p = argparse.ArgumentParser(prog="python -m engine.render.bench", description=__doc__.splitlines()[0])
+    p.add_argument("--bundle", metavar="DIR")
+    p.add_argument("--backends", default="", help="comma list of torch,onnx,tensorrt (default: all)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--seconds", type=float, default=5.0)
+    p.add_argument("--width", type=int, default=1280)
+    p.add_argument("--height", type=int, default=720)
+    p.add_argument("--fps", type=float, default=60.0)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    bundle = load_bundle(args.bundle)
+    backends = [b for b in args.backends.split(",") if b] or None
+    rows = render_rows(bundle, backends, args.device, args.seconds, args.width, args.height, args.fps)
+    out = {"bundle": bundle.manifest.name, "machine": platform.platform(), "render": rows}
+    print(json.dumps(out, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,169 @@
+"""The show on the main thread: the Engine (capture, analysis, sender), the render loop, control servers.
+
+    Engine.start()                      capture, analysis and sender threads
+    start_control_servers()             OSC control thread, ZeroMQ control thread -> Controls
+    run_show():  per frame
+        render loop step                LatentWalk <- engine.latest() + per-frame audio features
+        engine.tick(frame_done=True)    audio features, state changes, heartbeat and status out
+        sink.wait()                     vsync or clock
+
+Display: a window unless `render.headless`; with no display to open it on (no DISPLAY, WAYLAND_DISPLAY or
+SDL_VIDEODRIVER, or the window cannot be created) it says so and renders headless. Headless rendering
+publishes frames on the ZeroMQ `frame` topic (`zmq.frames`) and/or writes them to `render.frames_dir`;
+with neither, there is nothing to draw for and the engine runs without the renderer.
+
+Kiosk (`--kiosk`): fullscreen, no HUD, a rotating log file (set up by the caller), the render stage restarted
+in-process by the render loop's supervisor, and the analysis thread restarted here if it ever dies.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from engine.config import EngineConfig
+from engine.io.control import ControlSurface
+from engine.kiosk import StageSupervisor
+from engine.render.display import HeadlessSink, choose_sink
+from engine.render.loop import RenderLoop, build_render_loop
+
+log = logging.getLogger("synesthesia.show")
+
+
+def _say(message: str) -> None:
+    from engine.app import say
+
+    say(message)
+
+
+class QueryState:
+    """What `/syn/ctl/query` and the ZeroMQ control replies carry besides the controls (thread-safe reads)."""
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+        self.render: RenderLoop | None = None
+
+    def __call__(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        state = self.engine.latest()
+        status: dict[str, Any] = {}
+        if self.render is not None:
+            status.update(self.render.snapshot())
+        out["status"] = status
+        if state is not None:
+            out["emotion"] = {"label": state.label or "none", "confidence": round(float(state.confidence), 4)}
+            out["emotion"].update({c: round(float(p), 4) for c, p in zip(state.classes, state.probs, strict=False)})
+            out["valence"] = round(float(state.valence), 4)
+            out["arousal"] = round(float(state.arousal), 4)
+            out["state"] = state.state.value
+        return out
+
+
+def start_control_servers(cfg: EngineConfig, surface: ControlSurface) -> list[Any]:
+    """OSC and ZeroMQ control servers per the config; one that cannot bind is reported and skipped."""
+    servers: list[Any] = []
+    if cfg.osc.enabled and cfg.osc.in_port:
+        from engine.io.osc_control import OscControlServer
+
+        try:
+            servers.append(OscControlServer(surface, cfg.osc.in_host, cfg.osc.in_port, cfg.osc.prefix).start())
+        except OSError as exc:
+            _say(f"OSC control port {cfg.osc.in_host}:{cfg.osc.in_port} unavailable ({exc}); no OSC control")
+    if cfg.zmq.enabled and cfg.zmq.ctl:
+        from engine.io.zmq_control import ZmqControlServer
+
+        try:
+            servers.append(ZmqControlServer(surface, cfg.zmq.ctl).start())
+        except Exception as exc:  # zmq.ZMQError: address in use or invalid; the show goes on without it
+            _say(f"ZeroMQ control {cfg.zmq.ctl} unavailable ({exc}); no ZeroMQ control")
+    return servers
+
+
+def wants_renderer(cfg: EngineConfig) -> bool:
+    """A window, or headless frames that go somewhere."""
+    return not cfg.render.headless or (cfg.zmq.enabled and cfg.zmq.frames) or cfg.render.frames_dir is not None
+
+
+def _frame_out(engine: Any, cfg: EngineConfig) -> Any:
+    if not (cfg.zmq.enabled and cfg.zmq.frames) or engine.sender is None:
+        return None
+    from engine.io.schema import Topic
+
+    sender = engine.sender
+
+    def publish(header: dict[str, Any], data: bytes) -> None:
+        sender.publish(Topic.FRAME, header, blob=data)  # non-blocking: the sender's drop-oldest queue
+
+    return publish
+
+
+def _open_loop(engine: Any, cfg: EngineConfig, features: Any) -> RenderLoop:
+    frame_out = _frame_out(engine, cfg)
+    sink, reason = choose_sink(cfg.render, cfg.kiosk.enabled, frame_out, cfg.zmq.frame_format, cfg.zmq.frame_every)
+    if reason:
+        _say(f"{reason}; running headless")
+    loop = build_render_loop(cfg, engine.bundle, engine.controls, sink, emotion=engine.latest, features=features)
+    try:
+        loop.open()
+    except Exception as exc:  # pygame.error: the X server refused the window, no usable video driver, ...
+        if isinstance(sink, HeadlessSink):
+            raise
+        _say(f"cannot open a window ({exc}); running headless")
+        loop.close()
+        loop.sink = HeadlessSink(cfg.render, frame_out, cfg.zmq.frame_format, cfg.zmq.frame_every)
+        loop.status.sink = loop.sink.kind
+        loop.open()
+    return loop
+
+
+def run_show(engine: Any, cfg: EngineConfig, stop: threading.Event, query: QueryState | None = None) -> int:
+    """Render on this (main) thread until quit, `stop`, `duration_s` or the end of a non-looping file."""
+    from engine.audio.features import AudioFeatures
+
+    feats = AudioFeatures(engine.sample_rate)
+    loop = _open_loop(engine, cfg, lambda: feats(engine.ring))
+    if query is not None:
+        query.render = loop
+    engine.add_status("render", loop.snapshot)
+    _say(f"rendering to {loop.sink.kind} {loop.sink.size[0]}x{loop.sink.size[1]} ({loop.status.backend})")
+    analysis = StageSupervisor("analysis", cfg.kiosk.restart_limit if cfg.kiosk.enabled else 0)
+    next_check = time.monotonic() + 1.0
+    end = None if cfg.duration_s is None else time.monotonic() + cfg.duration_s
+
+    def after_frame() -> bool:
+        nonlocal next_check
+        engine.tick(frame_done=True)
+        now = time.monotonic()
+        if engine.source_ended:
+            _say("the source has ended")
+            return False
+        if cfg.kiosk.enabled and now >= next_check:
+            next_check = now + 1.0
+            _supervise_analysis(engine, analysis, now)
+        return True
+
+    try:
+        frames = loop.run(stop, None if end is None else end - time.monotonic(), after_frame=after_frame)
+    finally:
+        loop.close()
+    log.info("rendered %d frames", frames)
+    return frames
+
+
+def _supervise_analysis(engine: Any, sup: StageSupervisor, now: float) -> None:
+    """Kiosk: an analysis thread that died is restarted in-process (with backoff), the display stays up."""
+    a = engine.analysis
+    if a is None:
+        return
+    if a.alive:
+        sup.healthy()
+        return
+    if not sup.failed:
+        sup.fail(RuntimeError(f"analysis thread stopped ({a.last_error or 'no error recorded'})"), now)
+    elif sup.due(now):
+        a.stop()
+        a.reset()
+        a.start()
+        sup.restarted()

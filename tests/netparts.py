@@ -1,0 +1,57 @@
+"""Real network peers for tests: a python-osc UDP server that records what it receives, free ports."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+from pythonosc import dispatcher, osc_server
+
+
+class OscReceiver:
+    """A real python-osc UDP server on a free loopback port, recording (address, args)."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, tuple]] = []
+        self._lock = threading.Lock()
+        d = dispatcher.Dispatcher()
+        d.set_default_handler(self._record)
+        self.server = osc_server.ThreadingOSCUDPServer(("127.0.0.1", 0), d)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def _record(self, address: str, *args) -> None:
+        with self._lock:
+            self.messages.append((address, args))
+
+    def addresses(self) -> list[str]:
+        with self._lock:
+            return [a for a, _ in self.messages]
+
+    def wait_for(self, address: str, count: int = 1, timeout: float = 10.0) -> list[tuple]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                got = [args for a, args in self.messages if a == address]
+            if len(got) >= count:
+                return got
+            time.sleep(0.01)
+        raise AssertionError(f"{address}: {len(got)} of {count} messages in {timeout} s; got {set(self.addresses())}")
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def free_tcp_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
