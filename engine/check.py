@@ -1,0 +1,182 @@
+"""`synesthesia check`: preflight for a venue — config, bundle, backends, audio input, display, ports, frame rate.
+
+Each check prints one line (OK / WARN / FAIL and what it found). Exit 0 when nothing would stop the show,
+1 when a check failed. Nothing is left open: sockets are bound and closed, streams are not started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import TextIO
+
+from engine.config import EngineConfig, load_config, parse_hostport
+from engine.errors import SynesthesiaError
+
+
+class Verdict(StrEnum):
+    OK = "OK"
+    WARN = "WARN"
+    FAIL = "FAIL"
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    verdict: Verdict
+    detail: str
+
+
+def check_audio(cfg: EngineConfig, classes: list[str]) -> CheckResult:
+    kind, _, value = cfg.audio.source.partition(":")
+    if kind == "file":
+        from engine.audio.loading import load_audio
+
+        audio = load_audio(value)
+        return CheckResult("audio", Verdict.OK, f"file {value}: {len(audio) / 22050:.1f} s")
+    if kind == "synth":
+        ok = value in classes
+        return CheckResult(
+            "audio", Verdict.OK if ok else Verdict.FAIL, f"synth:{value}" + ("" if ok else f" not in {classes}")
+        )
+    from engine.audio.devices import NoInputDeviceError, find_input
+
+    try:
+        dev = find_input(value or None)
+    except NoInputDeviceError as exc:
+        return CheckResult("audio", Verdict.WARN, f"{exc}: the engine will play its demo source")
+    return CheckResult("audio", Verdict.OK, f"input {dev.index}: {dev.name} ({dev.hostapi}, {dev.default_rate:.0f} Hz)")
+
+
+def check_display(cfg: EngineConfig) -> CheckResult:
+    if cfg.render.headless:
+        return CheckResult("display", Verdict.OK, "headless (no window)")
+    from engine.render.display import display_unavailable
+
+    why = display_unavailable()
+    if why:
+        return CheckResult("display", Verdict.WARN, f"{why}: the engine will run headless")
+    from engine.deps import require
+
+    pygame = require("pygame", "the display")
+    pygame.display.init()
+    try:
+        n = pygame.display.get_num_displays()
+        sizes = pygame.display.get_desktop_sizes()
+    finally:
+        pygame.display.quit()
+    if cfg.render.display >= n:
+        return CheckResult("display", Verdict.FAIL, f"display {cfg.render.display} asked for, {n} present")
+    w, h = sizes[cfg.render.display]
+    return CheckResult("display", Verdict.OK, f"display {cfg.render.display} of {n}: {w}x{h}")
+
+
+def check_ports(cfg: EngineConfig) -> list[CheckResult]:
+    results = []
+    for target in cfg.osc.targets if cfg.osc.enabled else []:
+        host, port = parse_hostport(target)
+        try:
+            socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+            results.append(CheckResult("osc out", Verdict.OK, f"{host}:{port} resolves"))
+        except OSError as exc:
+            results.append(CheckResult("osc out", Verdict.FAIL, f"{host}:{port} does not resolve ({exc})"))
+    if cfg.osc.enabled and cfg.osc.in_port:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            try:
+                s.bind((cfg.osc.in_host, cfg.osc.in_port))
+                results.append(CheckResult("osc in", Verdict.OK, f"udp {cfg.osc.in_host}:{cfg.osc.in_port} free"))
+            except OSError as exc:
+                results.append(CheckResult("osc in", Verdict.FAIL, f"udp port {cfg.osc.in_port}: {exc}"))
+    if cfg.zmq.enabled:
+        import zmq
+
+        ctx = zmq.Context()
+        try:
+            for name, addr, kind in (("zmq pub", cfg.zmq.pub, zmq.PUB), ("zmq ctl", cfg.zmq.ctl, zmq.REP)):
+                if not addr:
+                    continue
+                sock = ctx.socket(kind)
+                sock.linger = 0
+                try:
+                    sock.bind(addr)
+                    results.append(CheckResult(name, Verdict.OK, f"{addr} free"))
+                except zmq.ZMQError as exc:
+                    results.append(CheckResult(name, Verdict.FAIL, f"{addr}: {exc}"))
+                finally:
+                    sock.close()
+        finally:
+            ctx.term()
+    return results
+
+
+def check_models(cfg: EngineConfig, bundle_arg: str | None) -> tuple[list[CheckResult], list[str]]:
+    from engine.inference.base import Component
+    from engine.inference.select import open_runner
+    from engine.models.bundle import load_bundle
+    from engine.render.bench import time_generator
+
+    bundle = load_bundle(bundle_arg or cfg.bundle)
+    m = bundle.manifest
+    results = [CheckResult("bundle", Verdict.OK, f"{bundle.path} '{m.name}' format {m.format}, hashes verified")]
+    audio = open_runner(bundle, Component.AUDIO, cfg.analysis.backend, cfg.analysis.device.value)
+    verdict = Verdict.WARN if audio.failures else Verdict.OK
+    results.append(CheckResult("encoder", verdict, audio.message))
+    if m.generator is None:
+        results.append(CheckResult("generator", Verdict.FAIL, "the bundle has no generator: nothing to render"))
+        return results, bundle.classes
+    gen = open_runner(bundle, Component.GENERATOR, cfg.render.backend, cfg.render.device.value)
+    results.append(CheckResult("generator", Verdict.WARN if gen.failures else Verdict.OK, gen.message))
+    ms = time_generator(gen.runner, m, seconds=2.0)["p50"]
+    fps = 1000.0 / ms if ms > 0 else float("inf")
+    # the render loop interpolates between generated frames, so a slower generator still shows cfg.render.fps
+    verdict = Verdict.OK if fps >= cfg.render.fps else Verdict.WARN
+    results.append(
+        CheckResult(
+            "frame rate",
+            verdict,
+            f"generator {ms:.1f} ms (p50) = {fps:.0f} generated frames/s at "
+            f"{m.generator.resolution} px; target {cfg.render.fps:.0f} fps",
+        )
+    )
+    return results, bundle.classes
+
+
+def _guard(name: str, fn: Callable[[], list[CheckResult] | CheckResult]) -> list[CheckResult]:
+    try:
+        out = fn()
+    except (SynesthesiaError, OSError, RuntimeError, ValueError) as exc:
+        return [CheckResult(name, Verdict.FAIL, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)]
+    return out if isinstance(out, list) else [out]
+
+
+def run_check(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+    results: list[CheckResult] = []
+    try:
+        cfg = load_config(args.config)
+        results.append(CheckResult("config", Verdict.OK, str(Path(args.config)) if args.config else "defaults"))
+    except SynesthesiaError as exc:
+        results.append(CheckResult("config", Verdict.FAIL, str(exc)))
+        cfg = None
+    classes: list[str] = []
+    if cfg is not None:
+        try:
+            model_results, classes = check_models(cfg, args.bundle)
+            results += model_results
+        except (SynesthesiaError, OSError, RuntimeError, ValueError) as exc:
+            results.append(CheckResult("bundle", Verdict.FAIL, str(exc)))
+        results += _guard("audio", lambda: check_audio(cfg, classes))
+        results += _guard("display", lambda: check_display(cfg))
+        results += _guard("ports", lambda: check_ports(cfg))
+    for r in results:
+        out.write(f"{r.verdict.value:<5} {r.name:<11} {r.detail}\n")
+    failed = [r for r in results if r.verdict is Verdict.FAIL]
+    out.write(
+        f"{'not ready' if failed else 'ready'}: {len(failed)} failed, "
+        f"{sum(r.verdict is Verdict.WARN for r in results)} warnings\n"
+    )
+    return 1 if failed else 0
