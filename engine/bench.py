@@ -71,32 +71,20 @@ def bench_frontend(bundle: Any, seconds: float) -> dict[str, Any]:
 
     threads = torch.get_num_threads()
     blas_one = _blas_single_thread()
-    # Interleaved, so that every variant sees the same machine load (others' jobs come and go). Each runs
-    # single-threaded (how the analysis thread runs) and with the libraries' default thread pools.
-    variants: dict[str, tuple[Callable[[], Any], int, Any]] = {
-        "librosa": (reference, threads, contextlib.nullcontext),
-        "librosa_1": (reference, 1, blas_one),
-        "ours": (lambda: fe(x), threads, contextlib.nullcontext),
-        "ours_1": (lambda: fe(x), 1, contextlib.nullcontext),
-    }
-    runs: dict[str, list[float]] = {k: [] for k in variants}
-
-    def one_round() -> None:
-        for key, (fn, n, ctx) in variants.items():
-            torch.set_num_threads(n)
-            with ctx():
-                start = time.perf_counter()
-                fn()
-                runs[key].append((time.perf_counter() - start) * 1000.0)
-
+    # Each pair is interleaved, so both see the same machine load (others' jobs come and go). Single-threaded
+    # (how the analysis thread runs) first, then with the libraries' default pools, apart: idle OpenMP
+    # workers spin for a while after a parallel region and would slow whatever runs next.
+    pairs: list[dict[str, tuple[Callable[[], Any], int, Any]]] = [
+        {"ours_1": (lambda: fe(x), 1, contextlib.nullcontext), "librosa_1": (reference, 1, blas_one)},
+        {
+            "ours": (lambda: fe(x), threads, contextlib.nullcontext),
+            "librosa": (reference, threads, contextlib.nullcontext),
+        },
+    ]
+    runs: dict[str, list[float]] = {}
     try:
-        for _ in range(3):  # warm-up
-            one_round()
-        for times in runs.values():
-            times.clear()
-        end = time.perf_counter() + seconds
-        while time.perf_counter() < end or len(runs["ours"]) < 20:
-            one_round()
+        for pair in pairs:
+            runs.update(_interleaved(pair, seconds / 2))
     finally:
         torch.set_num_threads(threads)
     st = {k: _stats(v) for k, v in runs.items()}
@@ -109,6 +97,30 @@ def bench_frontend(bundle: Any, seconds: float) -> dict[str, Any]:
         "speedup_min_one_thread": round(st["librosa_1"]["min"] / st["ours_1"]["min"], 2),
         "blas_single_thread": blas_one is not contextlib.nullcontext,
     }
+
+
+def _interleaved(
+    variants: dict[str, tuple[Callable[[], Any], int, Any]], seconds: float, block: int = 10, min_rounds: int = 3
+) -> dict[str, list[float]]:
+    """ms per call of each (fn, torch threads, context factory): `block` calls of one, then of the next, round
+    after round. Blocks keep each variant's caches warm (as a benchmark of one window usually means); the
+    rounds make every variant see the same load. The first call of each block is left out (cold)."""
+    import torch
+
+    times: dict[str, list[float]] = {k: [] for k in variants}
+    end = time.perf_counter() + seconds
+    rounds = 0
+    while time.perf_counter() < end or rounds < min_rounds:
+        for key, (fn, n, ctx) in variants.items():
+            torch.set_num_threads(n)
+            with ctx():
+                fn()
+                for _ in range(block):
+                    start = time.perf_counter()
+                    fn()
+                    times[key].append((time.perf_counter() - start) * 1000.0)
+        rounds += 1
+    return times
 
 
 def _blas_single_thread() -> Any:

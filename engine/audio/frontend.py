@@ -126,8 +126,8 @@ class FrontEnd:
         """sanitize() plus each row's peak |x| ([B, 1], after the fixes)."""
         # Fast path (the common live case): a finite row sum and a peak below full scale prove there is
         # nothing to fix, for two cheap reductions instead of four full passes.
-        lo, hi = torch.aminmax(x, dim=1, keepdim=True)
-        peak = torch.maximum(hi, -lo)
+        # (two reductions: torch.aminmax along a dim is ~15x slower than amax and amin at this size)
+        peak = torch.maximum(x.amax(dim=1, keepdim=True), -x.amin(dim=1, keepdim=True))
         if bool(torch.isfinite(x.sum(dim=1)).all()) and bool((peak < 1.0).all()):
             zeros = torch.zeros(x.shape[0], device=x.device)
             return x, zeros.long(), zeros, peak
@@ -202,7 +202,9 @@ class FrontEnd:
         # rfft over a strided frame view is cheaper than torch.stft's general path at this size
         frames = self._padded(x).unfold(-1, cfg.n_fft, cfg.hop_length)  # [B, frames, n_fft], a view
         spec = torch.fft.rfft(frames * self._window)  # [B, frames, n_fft//2+1]
-        power = (spec.real.square() + spec.imag.square()).transpose(1, 2)  # [B, bins, frames], a view
+        ri = torch.view_as_real(spec)
+        ri = ri * ri  # one contiguous pass; then re^2 + im^2
+        power = (ri[..., 0] + ri[..., 1]).transpose(1, 2)  # [B, bins, frames], a view
         # the filter bank is banded: each block of mel bands only touches its own range of bins
         mel = torch.cat([torch.matmul(w, power[:, lo:hi]) for lo, hi, w in self._mel_bands], dim=1)
         if gain is not None:
