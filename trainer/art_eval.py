@@ -294,6 +294,54 @@ def real_grid(art: ArtImages, path: str | Path, per_class: int = 8, resolution: 
 
 
 # --------------------------------------------------------------------------------------------------
+# Speed of the exported generator
+
+
+def generator_speed(
+    onnx_path: str | Path, z_dim: int, cond_dim: int, *, threads: Sequence[int] = (1, 2), frames: int = 200
+) -> dict[str, Any]:
+    """Frames per second of a generator ONNX file through ONNX Runtime on the CPU, batch 1.
+
+    Per thread count: the median wall time per frame (what a display loop sees, inflated when other work
+    shares the cores) and the process CPU time per frame (the work itself; with one thread, the frame rate
+    one free core sustains).
+    """
+    import time
+
+    import onnxruntime as ort
+
+    rng = np.random.default_rng(0)
+    feeds = {
+        "z": rng.standard_normal((1, z_dim), dtype=np.float32),
+        "c": (lambda c: c / np.linalg.norm(c))(rng.standard_normal((1, cond_dim), dtype=np.float32)),
+    }
+    out: dict[str, Any] = {"frames": frames, "backend": f"onnxruntime {ort.__version__} CPUExecutionProvider"}
+    for n in threads:
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = n
+        opts.inter_op_num_threads = 1
+        session = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+        for _ in range(20):
+            session.run(None, feeds)
+        wall = []
+        cpu0 = time.process_time()
+        for _ in range(frames):
+            t = time.perf_counter()
+            session.run(None, feeds)
+            wall.append(time.perf_counter() - t)
+        cpu_ms = (time.process_time() - cpu0) / frames * 1000
+        median = float(np.median(wall)) * 1000
+        out[f"threads_{n}"] = {
+            "wall_ms_median": round(median, 3),
+            "wall_fps": round(1000 / median, 1),
+            "cpu_ms_per_frame": round(cpu_ms, 3),
+        }
+        if n == 1:
+            out["fps_one_free_core"] = round(1000 / cpu_ms, 1)
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
 # The whole evaluation
 
 

@@ -448,6 +448,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="no training: GAN metrics of a bundle's generator (with its art_encoder.pt) on the data flags' art",
     )
     parser.add_argument("--figures", action="store_true", help="with --evaluate: also write the grids to --out")
+    parser.add_argument(
+        "--eval-per-class", type=int, default=200, help="generated images per emotion for the metrics (default 200)"
+    )
 
 
 def parse_policy(text: str) -> tuple[Augment, ...]:
@@ -503,7 +506,7 @@ def run(args: argparse.Namespace) -> int:
         bank = condition_bank(models.art_encoder, data.art_train)
         report = art_eval.evaluate_generator(
             models.generator, models.art_encoder, data.art_train, data.art_val, bank,
-            models.audio_model, data.audio_val, args.out if args.figures else None,
+            models.audio_model, data.audio_val, args.out if args.figures else None, per_class=args.eval_per_class,
         )  # fmt: skip
         print(json.dumps(report, indent=2))
         print(art_eval.summary_line(report))
@@ -536,8 +539,9 @@ def run(args: argparse.Namespace) -> int:
     save_gan_outputs(result, out)
     if not args.no_eval:
         report = art_eval.evaluate_generator(
-            result.generator, art_encoder, data.art_train, data.art_val, bank, audio_model, data.audio_val, out
-        )
+            result.generator, art_encoder, data.art_train, data.art_val, bank, audio_model, data.audio_val, out,
+            per_class=args.eval_per_class,
+        )  # fmt: skip
         (out / "gan_metrics.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
         print(art_eval.summary_line(report))
     print(f"wrote {out / 'generator_ema.pt'} ({result.step} steps)")
