@@ -57,11 +57,12 @@ from trainer.image_encoder import save_art_encoder
 log = logging.getLogger("synesthesia.art_default")
 
 # The GAN of the default bundle, sized for two shared CPU cores: 64 px (the engine scales frames to the
-# display), generator widths 8 at full resolution, discriminator 16, batch 16, 2400 steps (~30 min).
+# display), generator widths 8 at full resolution, discriminator 16, batch 16, two D updates per G update,
+# 1600 steps (~30 min on one core).
 DEFAULT_GAN = GanConfig(
     generator=GeneratorConfig(resolution=64, z_dim=64, cond_dim=128, base_channels=8),
     discriminator=DiscriminatorConfig(resolution=64, cond_dim=128, base_channels=16),
-    steps=2400,
+    steps=1600,
     batch_size=16,
     ema_decay=0.995,
     ema_start=200,
@@ -75,7 +76,7 @@ DEFAULT_GAN = GanConfig(
 ART_SPACE_COMMAND = "synesthesia-train align --art-only --out runs/default/align"
 GAN_COMMAND = (
     "synesthesia-train gan --out runs/default/gan --align runs/default/align/art_space.pt --resolution 64 "
-    "--batch-size 16 --steps 2400 --ema-decay 0.995 --audio-fraction 0 --checkpoint-every 200 --sample-every 400"
+    "--batch-size 16 --steps 1600 --ema-decay 0.995 --audio-fraction 0 --checkpoint-every 200 --sample-every 400"
 )
 
 

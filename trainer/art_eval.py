@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 
-from engine.models.generator import Generator
+from engine.models.generator import Generator, GeneratorConfig
 from engine.models.heads import AudioModel
 from trainer.artimages import ArtImages, to_uint8
 from trainer.image_encoder import ArtEncoder
@@ -435,3 +435,48 @@ def summary_line(report: dict[str, Any]) -> str:
         f"(unrelated {report['smoothness']['unrelated_change']:.3f})"
     )
     return "; ".join(parts)
+
+
+def speed_main(argv: Sequence[str] | None = None) -> int:
+    """`python -m trainer.art_eval [ONNX | BUNDLE] [--resolution R --base-channels C]`: generator frame rate.
+
+    With a bundle or ONNX file, that generator; without, an untrained generator of the given size (speed
+    does not depend on the weights), exported to ONNX first.
+    """
+    import argparse
+    import json
+    import tempfile
+
+    parser = argparse.ArgumentParser(prog="python -m trainer.art_eval", description=speed_main.__doc__)
+    parser.add_argument("target", nargs="?", type=Path, help="generator.onnx or a bundle directory")
+    parser.add_argument("--resolution", type=int, default=128)
+    parser.add_argument("--base-channels", type=int, default=8)
+    parser.add_argument("--frames", type=int, default=300)
+    parser.add_argument("--threads", default="1,2", help="comma-separated ONNX Runtime intra-op thread counts")
+    args = parser.parse_args(argv)
+    threads = [int(t) for t in args.threads.split(",")]
+    if args.target is not None:
+        path = args.target / "generator.onnx" if args.target.is_dir() else args.target
+        import onnx
+
+        model = onnx.load(str(path))
+        dims = {i.name: i.type.tensor_type.shape.dim[1].dim_value for i in model.graph.input}
+        result = generator_speed(path, dims["z"], dims["c"], threads=threads, frames=args.frames)
+        result["generator"] = str(path)
+    else:
+        from trainer.export import export_onnx
+
+        cfg = GeneratorConfig(resolution=args.resolution, base_channels=args.base_channels)
+        G = Generator(cfg).eval()
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "generator.onnx"
+            export_onnx(G, [torch.zeros(1, cfg.z_dim), torch.zeros(1, cfg.cond_dim)], path, G.input_names,
+                        G.output_names, atol=1e-3)  # fmt: skip
+            result = generator_speed(path, cfg.z_dim, cfg.cond_dim, threads=threads, frames=args.frames)
+        result["generator"] = f"untrained {cfg.model_dump()}"
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(speed_main())

@@ -67,15 +67,17 @@ class GanConfig(BaseModel):
     discriminator: DiscriminatorConfig = DiscriminatorConfig()
     steps: int = Field(2000, ge=1)
     batch_size: int = Field(32, ge=2)
+    d_steps: int = Field(2, ge=1, description="discriminator updates per generator update")
     lr_g: float = Field(2e-4, gt=0)
-    lr_d: float = Field(2e-4, gt=0)
+    lr_d: float = Field(4e-4, gt=0, description="twice G's: D learns slowly under spectral norm (TTUR)")
     beta1: float = Field(0.0, ge=0, lt=1)
     beta2: float = Field(0.99, ge=0, lt=1)
-    augment: tuple[Augment, ...] = (Augment.TRANSLATION, Augment.CUTOUT)
+    augment: tuple[Augment, ...] = (Augment.TRANSLATION,)
     colour_strength: float = Field(0.25, ge=0)
     ema_decay: float = Field(0.999, ge=0, lt=1)
     ema_start: int = Field(200, ge=0, description="steps before the EMA starts averaging (it copies until then)")
     cond_noise: float = Field(0.03, ge=0, description="Gaussian noise on conditions before re-normalising")
+    w_mode_seeking: float = Field(1.0, ge=0, description="weight of the mode-seeking (diversity) term in G's loss")
     audio_fraction: float = Field(0.25, ge=0, le=1, description="share of pairs conditioned on audio vectors")
     checkpoint_every: int = Field(250, ge=1)
     sample_every: int = Field(500, ge=1)
@@ -144,6 +146,17 @@ def d_hinge_loss(real_scores: torch.Tensor, fake_scores: torch.Tensor) -> torch.
 def g_hinge_loss(fake_scores: torch.Tensor) -> torch.Tensor:
     """Generator hinge loss: raise D's score of fakes."""
     return -fake_scores.mean()
+
+
+def mode_seeking_loss(
+    x1: torch.Tensor, x2: torch.Tensor, z1: torch.Tensor, z2: torch.Tensor, cap: float = 0.25
+) -> torch.Tensor:
+    """Diversity term against within-emotion collapse (mode seeking, Mao et al. 2019, in the bounded form of
+    Yang et al. 2019): two latents under one condition should give images as different as the latents are.
+    Returns -min(image distance / latent distance, cap), averaged; `cap` (about what two real artworks of
+    one emotion score) stops it pushing for more variety than the art has. x [B, 3, R, R], z [B, Z]."""
+    ratio = (x1 - x2).abs().mean(dim=(1, 2, 3)) / (z1 - z2).abs().mean(dim=1)  # [B]
+    return -ratio.clamp(max=cap).mean()
 
 
 @torch.no_grad()
@@ -321,31 +334,38 @@ def train_gan(
     B, Z = cfg.batch_size, cfg.generator.z_dim
     n = len(art)
     t0 = time.perf_counter()
-    window: dict[str, float] = {"d": 0.0, "g": 0.0, "real": 0.0, "fake": 0.0}
+    window: dict[str, float] = {"d": 0.0, "g": 0.0, "ms": 0.0, "real": 0.0, "fake": 0.0}
     n_window = 0
     G.train()
     D.train()
     for step in range(start + 1, cfg.steps + 1):
-        # D step: real pairs (x, c_x) against fakes G(z, c) for conditions of other real images.
-        real_idx = torch.randint(n, (B,), generator=gen)
-        fake_idx = torch.randint(n, (B,), generator=gen)
-        x_real = real_batch(real_idx)
-        c_real = jitter(conditions.for_images(real_idx, cfg.audio_fraction, gen), cfg.cond_noise, gen)
-        c_fake = jitter(conditions.for_images(fake_idx, cfg.audio_fraction, gen), cfg.cond_noise, gen)
-        with torch.no_grad():
-            x_fake = G(torch.randn(B, Z, generator=gen), c_fake)
-        real_scores = D(diff_augment(x_real, cfg.augment, cfg.colour_strength), c_real)
-        fake_scores = D(diff_augment(x_fake, cfg.augment, cfg.colour_strength), c_fake)
-        loss_d = d_hinge_loss(real_scores, fake_scores)
-        opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        opt_d.step()
+        # D steps: real pairs (x, c_x) against fakes G(z, c) for conditions of other real images.
+        for _ in range(cfg.d_steps):
+            real_idx = torch.randint(n, (B,), generator=gen)
+            fake_idx = torch.randint(n, (B,), generator=gen)
+            x_real = real_batch(real_idx)
+            c_real = jitter(conditions.for_images(real_idx, cfg.audio_fraction, gen), cfg.cond_noise, gen)
+            c_fake = jitter(conditions.for_images(fake_idx, cfg.audio_fraction, gen), cfg.cond_noise, gen)
+            with torch.no_grad():
+                x_fake = G(torch.randn(B, Z, generator=gen), c_fake)
+            real_scores = D(diff_augment(x_real, cfg.augment, cfg.colour_strength), c_real)
+            fake_scores = D(diff_augment(x_fake, cfg.augment, cfg.colour_strength), c_fake)
+            loss_d = d_hinge_loss(real_scores, fake_scores)
+            opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            opt_d.step()
 
-        # G step: fresh z, same conditions.
+        # G step: fresh z; the conditions of the first half repeated in the second, so that pairs
+        # (i, i + B/2) share a condition and differ in z, for the mode-seeking term.
         for p in D.parameters():
             p.requires_grad_(False)
-        x_fake = G(torch.randn(B, Z, generator=gen), c_fake)
-        loss_g = g_hinge_loss(D(diff_augment(x_fake, cfg.augment, cfg.colour_strength), c_fake))
+        half = B // 2
+        c_pairs = torch.cat([c_fake[:half], c_fake[:half], c_fake[2 * half :]])  # [B, S]
+        z = torch.randn(B, Z, generator=gen)
+        x_fake = G(z, c_pairs)
+        loss_adv = g_hinge_loss(D(diff_augment(x_fake, cfg.augment, cfg.colour_strength), c_pairs))
+        loss_ms = mode_seeking_loss(x_fake[:half], x_fake[half : 2 * half], z[:half], z[half : 2 * half])
+        loss_g = loss_adv + cfg.w_mode_seeking * loss_ms
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         opt_g.step()
@@ -356,7 +376,8 @@ def train_gan(
         update_ema(G_ema, G, 0.0 if step <= cfg.ema_start else cfg.ema_decay)
 
         window["d"] += loss_d.item()
-        window["g"] += loss_g.item()
+        window["g"] += loss_adv.item()
+        window["ms"] += loss_ms.item()
         window["real"] += real_scores.mean().item()
         window["fake"] += fake_scores.mean().item()
         n_window += 1
@@ -364,8 +385,8 @@ def train_gan(
             row = {"step": step, **{k: v / n_window for k, v in window.items()}, "seconds": time.perf_counter() - t0}
             history.append(row)
             log.info(
-                "gan step %d/%d  D %.3f  G %.3f  D(real) %.2f  D(fake) %.2f  %.2f s/step",
-                step, cfg.steps, row["d"], row["g"], row["real"], row["fake"],
+                "gan step %d/%d  D %.3f  G %.3f  diversity %.3f  D(real) %.2f  D(fake) %.2f  %.2f s/step",
+                step, cfg.steps, row["d"], row["g"], row["ms"], row["real"], row["fake"],
                 (time.perf_counter() - t0) / (step - start),
             )  # fmt: skip
             window = dict.fromkeys(window, 0.0)
@@ -426,15 +447,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--z-dim", type=int, default=64)
     parser.add_argument("--steps", type=int, default=GanConfig.model_fields["steps"].default)
     parser.add_argument("--batch-size", type=int, default=GanConfig.model_fields["batch_size"].default)
+    parser.add_argument("--d-steps", type=int, default=2, help="discriminator updates per generator update")
     parser.add_argument("--lr-g", type=float, default=2e-4)
-    parser.add_argument("--lr-d", type=float, default=2e-4)
+    parser.add_argument("--lr-d", type=float, default=4e-4)
     parser.add_argument(
         "--augment",
-        default="translation,cutout",
+        default="translation",
         help="comma-separated DiffAugment policy from colour, translation, cutout ('' for none)",
     )
     parser.add_argument("--audio-fraction", type=float, default=0.25, help="share of pairs conditioned on audio")
     parser.add_argument("--ema-decay", type=float, default=0.999)
+    parser.add_argument("--mode-seeking", type=float, default=1.0, help="weight of the mode-seeking term (0: off)")
     parser.add_argument("--checkpoint-every", type=int, default=250)
     parser.add_argument("--sample-every", type=int, default=500)
     parser.add_argument("--resume", action="store_true", help="continue from OUT/gan_last.pt")
@@ -468,11 +491,13 @@ def gan_config_from_args(args: argparse.Namespace, cond_dim: int) -> GanConfig:
         discriminator=DiscriminatorConfig(resolution=args.resolution, cond_dim=cond_dim, base_channels=args.d_channels),
         steps=args.steps,
         batch_size=args.batch_size,
+        d_steps=args.d_steps,
         lr_g=args.lr_g,
         lr_d=args.lr_d,
         augment=parse_policy(args.augment),
         audio_fraction=args.audio_fraction,
         ema_decay=args.ema_decay,
+        w_mode_seeking=args.mode_seeking,
         ema_start=min(200, args.steps // 5),
         checkpoint_every=args.checkpoint_every,
         sample_every=args.sample_every,
