@@ -84,7 +84,7 @@ def compare(base: TrainConfig, archs: list[Arch], command: str | None = None) ->
         f"# Encoder families compared\n\nValidation: **{prep.rule}** — {prep.split['val']['clips']} clips, "
         f"{prep.split['val']['speakers']} speakers; taxonomy `{prep.taxonomy['name']}`; {base.epochs} epochs, "
         f"batch {base.batch_size}, lr {base.lr:g}, seed {base.seed}. CPU ms: one window through ONNX Runtime "
-        f"on {base.threads or 2} threads.\n\n"
+        f"on {base.latency_threads} threads.\n\n"
     )
     md = heading + reports.markdown_table(rows, COLUMNS) + "\n"
     if command:

@@ -13,6 +13,7 @@ every report. Runs unchanged under `torchrun` (DDP when WORLD_SIZE > 1; only ran
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import os
@@ -104,7 +105,10 @@ class TrainConfig(BaseModel):
     out: Path = Path("runs/audio")
     resume: bool = False
     compile: bool = Field(False, description="torch.compile the encoder (about 10x faster training on CPU)")
-    threads: int = Field(2, ge=0, description="torch CPU threads per process; 0 leaves torch's default")
+    # One thread by default: on a shared or oversubscribed CPU, two OpenMP threads per process measured up
+    # to 20x slower than one (threads spin at barriers waiting for a descheduled partner).
+    threads: int = Field(1, ge=0, description="torch CPU threads per process; 0 leaves torch's default")
+    latency_threads: int = Field(2, ge=1, description="ONNX Runtime threads for the CPU timing (the engine's)")
     device: str = "auto"
     reports: bool = True
     latency_runs: int = Field(50, ge=0, description="ONNX Runtime timing repetitions (0: skip)")
@@ -162,19 +166,24 @@ def parse_synthetic(spec: str) -> tuple[int, int] | None:
 
 def synthetic_records(classes: Sequence[str], n_per_class: int, seed: int, frontend: FrontEndConfig):
     """Procedural clips as AudioRecords (corpus 'synthetic') with the sources that generate them."""
+    import engine.audio.synth as synth_module
     from trainer.datasets import AudioRecord
     from trainer.synthetic import SyntheticCorpus
 
     corpus = SyntheticCorpus(
         list(classes), n_per_class, duration_s=frontend.window_s, seed=seed, sample_rate=frontend.sample_rate
     )
+    # the generator's own source is part of the key: a change to the synthesis invalidates cached clips
+    version = hashlib.sha256(Path(synth_module.__file__).read_bytes()).hexdigest()[:12]
     records, sources = [], []
     for spec in corpus.specs:
         ident = f"synthetic:{seed}/{spec.label}/{spec.index}"
         records.append(
             AudioRecord(Path(ident), spec.label, spec.speaker, SYNTHETIC, valence=spec.valence, arousal=spec.arousal)
         )
-        key = f"{ident}|{spec.seed}|{spec.voice}|{spec.kind}|{spec.valence}|{spec.arousal}|{corpus.duration_s}"
+        key = (
+            f"{ident}|{spec.seed}|{spec.voice}|{spec.kind}|{spec.valence}|{spec.arousal}|{corpus.duration_s}|{version}"
+        )
         sources.append(ClipSource(key, lambda i=spec.index: corpus[i].audio))
     return records, sources
 
@@ -740,7 +749,7 @@ def evaluate_run(model: AudioModel, prep: Prepared, cfg: TrainConfig, history, b
         cls["per_corpus"] = per_corpus
     frames = prep.frontend.n_frames
     example = torch.zeros(1, 1, prep.frontend.n_mels, frames)
-    ms = reports.onnx_cpu_ms(model.cpu(), example, cfg.threads or 2, cfg.latency_runs) if cfg.latency_runs else None
+    ms = reports.onnx_cpu_ms(model.cpu(), example, cfg.latency_threads, cfg.latency_runs) if cfg.latency_runs else None
     model.to(device)
     metrics = {
         "split_rule": prep.rule,
@@ -752,7 +761,7 @@ def evaluate_run(model: AudioModel, prep: Prepared, cfg: TrainConfig, history, b
         "epochs": len(history),
         "val": cls,
         "parameters": {"encoder": count_parameters(model.encoder), "audio_model": count_parameters(model)},
-        "cpu_ms_per_window": {"onnxruntime": ms, "threads": cfg.threads or 2, "batch": 1},
+        "cpu_ms_per_window": {"onnxruntime": ms, "threads": cfg.latency_threads, "batch": 1},
         "data": {"specs": cfg.data, "load": prep.load_report},
         "command": command,
         "duration_s": round(seconds, 1),
@@ -850,7 +859,8 @@ def add_run_arguments(parser: argparse.ArgumentParser, out: str) -> None:
         default=False,
         help="torch.compile the encoder: ~10x faster on CPU after ~30 s of compiling",
     )
-    g.add_argument("--threads", type=int, default=2, help="torch CPU threads per process (0: torch default)")
+    g.add_argument("--threads", type=int, default=1, help="torch CPU threads per process (0: torch default)")
+    g.add_argument("--latency-threads", type=int, default=2, help="ONNX Runtime threads for the CPU ms figure")
     g.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     g.add_argument("--no-reports", dest="reports", action="store_false", help="skip the PNGs")
     g.add_argument("--latency-runs", type=int, default=50, help="ONNX Runtime timing repetitions (0: skip)")
