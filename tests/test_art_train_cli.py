@@ -138,7 +138,7 @@ def test_art_half_in_a_bundle_and_evaluate(workdir: Path, capsys: pytest.Capture
     capsys.readouterr()
     assert main(["align", "--evaluate", str(bundle), *args]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert 0.0 <= out["audio_to_art"] <= 1.0
+    assert 0.0 <= out["synth"]["audio_to_art"] <= 1.0
     assert main(["gan", "--evaluate", str(bundle), *args, "--eval-per-class", "8", "--out", str(workdir / "eval")]) == 0
     assert "emotion consistency" in capsys.readouterr().out
     assert np.isfinite(art["frechet_distance"]["mean"])

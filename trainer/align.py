@@ -742,10 +742,12 @@ def evaluate_bundle_command(args: argparse.Namespace) -> int:
     args.bundle = args.evaluate
     data = load_data(args)
     models = load_bundle_models(args.evaluate)
-    emb = embed_audio(models.audio_model, data.audio_val.features)
-    with torch.no_grad():
-        audio_shared = models.audio_model.projection(emb)
     _, art_shared = models.art_encoder.encode(data.art_val.tensor())
-    m = retrieval_metrics(audio_shared, data.audio_val.labels, art_shared, data.art_val.labels, data.classes)
-    print(json.dumps({"bundle": str(args.evaluate), **m}, indent=2))
+    out: dict[str, Any] = {"bundle": str(args.evaluate)}
+    sets = {"all": data.audio_val, **data.audio_val_sets} if len(data.audio_val_sets) > 1 else data.audio_val_sets
+    for name, held_out in sets.items():
+        with torch.no_grad():
+            audio_shared = models.audio_model.projection(embed_audio(models.audio_model, held_out.features))
+        out[name] = retrieval_metrics(audio_shared, held_out.labels, art_shared, data.art_val.labels, data.classes)
+    print(json.dumps(out, indent=2))
     return 0

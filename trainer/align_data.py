@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from engine.audio.frontend import FrontEndConfig
+from engine.errors import SynesthesiaError
 from engine.models.bundle import DEFAULT_BUNDLE, load_bundle
 from engine.models.checkpoint import load_audio_model
 from engine.models.heads import AudioModel
@@ -52,7 +53,8 @@ class ArtHalfData:
     mel_mean: np.ndarray | None = None
     mel_std: np.ndarray | None = None
     audio_train: AudioSet | None = None
-    audio_val: AudioSet | None = None
+    audio_val: AudioSet | None = None  # all held-out clips
+    audio_val_sets: dict[str, AudioSet] = field(default_factory=dict)  # held-out clips by source
     bundle_manifest: dict[str, Any] | None = None
 
 
@@ -181,7 +183,15 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
         choices=[s.value for s in AudioSource],
         help="audio corpus for alignment (default synth: procedural speech and music)",
     )
-    g.add_argument("--audio-per-class", type=int, default=80, help="procedural clips per emotion (default 80)")
+    g.add_argument(
+        "--audio-run",
+        type=Path,
+        default=None,
+        metavar="BEST_PT",
+        help="also align on the corpora of this audio training run (its best.pt), with its speaker split "
+        "(e.g. runs/default/main/best.pt)",
+    )
+    g.add_argument("--audio-per-class", type=int, default=80, help="procedural clips per emotion (default 80; 0: none)")
     g.add_argument("--voices", type=int, default=10, help="procedural voices per kind (default 10)")
     g.add_argument("--val-speakers", type=float, default=0.2, help="share of speakers held out (default 0.2)")
     g.add_argument("--art-dir", type=Path, default=None, help="folder-per-label artworks instead of procedural art")
@@ -202,6 +212,49 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
         default=1,
         help="torch CPU threads (default 1: on a shared 2-core machine 2 threads ran ~7x slower, see docs)",
     )
+
+
+def synthetic_split(
+    classes: Sequence[str],
+    ab: AudioBundle,
+    *,
+    per_class: int,
+    voices: int,
+    seed: int,
+    val_fraction: float,
+    cache_dir: Path | None,
+) -> tuple[AudioSet, np.ndarray, np.ndarray]:
+    """The procedural audio through the bundle's front end, with held-out voices: (all, train idx, val idx)."""
+    synth = synthetic_audio(
+        classes, per_class, n_voices=voices, seed=seed, frontend=ab.frontend, mel_mean=ab.mel_mean,
+        mel_std=ab.mel_std, cache_dir=cache_dir,
+    )  # fmt: skip
+    tr, va = speaker_split(synth.speakers, val_fraction, seed)
+    return synth, tr, va
+
+
+def audio_from_run(checkpoint: Path, ab: AudioBundle) -> tuple[AudioSet, AudioSet, dict[str, Any]]:
+    """(train, held-out) clips of an audio training run (its best.pt): the same corpora, taxonomy and
+    speaker split as the encoder was trained with (trainer.train_audio.prepare, cached features),
+    z-scored with the bundle's statistics. Clips without a class (VA-only) are left out."""
+    from trainer.export import checkpoint_info
+    from trainer.features import standardize
+    from trainer.train_audio import TrainConfig, prepare
+
+    info = checkpoint_info(checkpoint)
+    prep = prepare(TrainConfig.model_validate(info["train_config"]), ab.frontend, progress=False)
+    if prep.split.get("val_speakers") != info["split"].get("val_speakers"):
+        raise SynesthesiaError(f"{checkpoint}: the corpora now split differently from when the encoder was trained")
+    if list(prep.classes) != list(ab.classes):
+        raise SynesthesiaError(f"{checkpoint}: classes {prep.classes} differ from the bundle's {ab.classes}")
+
+    def to_set(bank: Any) -> AudioSet:
+        keep = np.flatnonzero(bank.labels >= 0)
+        feats = standardize(bank.mels[keep], ab.mel_mean, ab.mel_std)  # [N, 1, M, T]
+        speakers = np.asarray([bank.speakers[i] for i in keep])
+        return AudioSet(feats, bank.labels[keep], bank.va[keep].astype(np.float32), speakers, list(ab.classes))
+
+    return to_set(prep.train), to_set(prep.val), dict(prep.split)
 
 
 def load_data(args: argparse.Namespace, *, need_audio: bool = True) -> ArtHalfData:
@@ -231,31 +284,39 @@ def load_data(args: argparse.Namespace, *, need_audio: bool = True) -> ArtHalfDa
     data = ArtHalfData(classes=classes, art_train=art_train, art_val=art_val, info=info)
     if ab is None:
         return data
-    audio = synthetic_audio(
-        classes,
-        args.audio_per_class,
-        n_voices=args.voices,
-        seed=args.data_seed,
-        frontend=ab.frontend,
-        mel_mean=ab.mel_mean,
-        mel_std=ab.mel_std,
-        cache_dir=args.cache,
-    )
-    tr, va = speaker_split(audio.speakers, args.val_speakers, args.data_seed)
-    info["audio"] = {
-        "corpora": [
+    train_sets: list[AudioSet] = []
+    val_sets: dict[str, AudioSet] = {}
+    info["audio"] = {"corpora": [], "split": {}}
+    if args.audio_run is not None:
+        real_train, real_val, split = audio_from_run(args.audio_run, ab)
+        train_sets.append(real_train)
+        val_sets["real"] = real_val
+        info["audio"]["corpora"].append(f"the corpora of {args.audio_run} with its split")
+        info["audio"]["split"]["real"] = {"rule": split.get("rule"), "val_speakers": split.get("val_speakers")}
+    if args.audio_per_class > 0:
+        synth, s_tr, s_va = synthetic_split(
+            classes, ab, per_class=args.audio_per_class, voices=args.voices, seed=args.data_seed,
+            val_fraction=args.val_speakers, cache_dir=args.cache,
+        )  # fmt: skip
+        train_sets.append(synth.subset(s_tr))
+        val_sets["synth"] = synth.subset(s_va)
+        info["audio"]["corpora"].append(
             f"procedural synth, seed {args.data_seed} ({args.audio_per_class} per class, {args.voices} voices per kind)"
-        ],
-        "split": f"speaker-independent: {args.val_speakers:.0%} of speakers held out (seed {args.data_seed})",
-        "train": len(tr),
-        "val": len(va),
-    }
+        )
+        info["audio"]["split"]["synth"] = (
+            f"speaker-independent: {args.val_speakers:.0%} of voices held out (seed {args.data_seed})"
+        )
+    if not train_sets:
+        raise SynesthesiaError("no audio for alignment: give --audio-run or --audio-per-class > 0")
+    info["audio"]["train"] = sum(len(t) for t in train_sets)
+    info["audio"]["val"] = {k: len(v) for k, v in val_sets.items()}
+    data.audio_val_sets = val_sets
     data.audio_model = ab.audio_model
     data.frontend = ab.frontend
     data.mel_mean = ab.mel_mean
     data.mel_std = ab.mel_std
-    data.audio_train = audio.subset(tr)
-    data.audio_val = audio.subset(va)
+    data.audio_train = concat_audio(train_sets)
+    data.audio_val = concat_audio(list(val_sets.values()))
     data.bundle_manifest = ab.manifest
     return data
 

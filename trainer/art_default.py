@@ -122,11 +122,13 @@ def build_art_half(
     *,
     reuse: bool = True,
     audio_data: dict[str, Any] | None = None,
+    evaluate_flags: str = "",
 ) -> ArtHalf:
     """Art space -> GAN -> audio alignment -> metrics, figures and art index.
 
     audio_val maps a name ("real", "synth", ...) to held-out clips; retrieval is reported per name and
     over all of them. Stages with a complete checkpoint under `runs` are reused when `reuse`.
+    `evaluate_flags` completes the recorded --evaluate commands (the data flags that select this audio).
     """
     cfg = config or ArtHalfConfig()
     classes = list(audio_train.classes)
@@ -205,7 +207,7 @@ def build_art_half(
     # 6. The art index: a balanced subset of the training artworks.
     index = build_art_index(space.art_encoder, art_train.per_class(cfg.index_per_class), cfg.thumbnail)
 
-    metrics = art_metrics(retrieval, report, space.metrics, timings)
+    metrics = art_metrics(retrieval, report, space.metrics, timings, evaluate_flags)
     data = {
         "art": {
             "corpus": "procedural (trainer.artgen)",
@@ -237,11 +239,15 @@ def _brief(m: dict[str, Any]) -> dict[str, Any]:
 
 
 def art_metrics(
-    retrieval: dict[str, Any], report: dict[str, Any], art_space: dict[str, Any], timings: dict[str, float]
+    retrieval: dict[str, Any],
+    report: dict[str, Any],
+    art_space: dict[str, Any],
+    timings: dict[str, float],
+    evaluate_flags: str = "",
 ) -> dict[str, Any]:
     """The bundle's art metrics, each with the command that reproduces it."""
-    evaluate_align = "synesthesia-train align --evaluate assets/default"
-    evaluate_gan = "synesthesia-train gan --evaluate assets/default"
+    evaluate_align = f"synesthesia-train align --evaluate assets/default{evaluate_flags}"
+    evaluate_gan = f"synesthesia-train gan --evaluate assets/default{evaluate_flags}"
     return {
         "retrieval": {
             "goal": 0.95,
@@ -305,7 +311,7 @@ def add_art_half_to_bundle(bundle_dir: Path, half: ArtHalf) -> Manifest:
         metrics = {**raw.get("metrics", {}), "art": half.metrics}
         metrics.pop("export_parity_max_abs", None)
         data = {**raw.get("data", {}), **half.data}
-        return write_bundle(
+        manifest = write_bundle(
             bundle_dir,
             name=raw["name"],
             audio_model=half.audio_model,
@@ -320,6 +326,67 @@ def add_art_half_to_bundle(bundle_dir: Path, half: ArtHalf) -> Manifest:
             license=raw["license"],
             extra_files={**saved, **half.extra_files},
         )
+    # write_bundle replaced the directory: compile both networks again where a GPU is present
+    from trainer.export import TensorRTMode, compile_tensorrt
+
+    for component in ("audio", "generator"):
+        manifest = compile_tensorrt(bundle_dir, TensorRTMode.AUTO, component) or manifest
+    return manifest
 
 
 __all__ = ["DEFAULT_CLASSES", "ArtHalf", "ArtHalfConfig", "add_art_half_to_bundle", "build_art_half"]
+
+
+def measure_generator_speed(generator: Generator, frames: int = 300) -> dict[str, Any]:
+    """ONNX Runtime frame rate of this generator and of the 128 px default-size one (untrained weights:
+    speed does not depend on them), on 1 and 2 threads. Wall times depend on what else runs on the cores;
+    CPU time per frame does not (much)."""
+    from trainer.export import export_onnx
+
+    out: dict[str, Any] = {}
+    g128 = Generator(GeneratorConfig(resolution=128, base_channels=8)).eval()
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, G in (("bundle_generator", generator.eval()), ("default_config_128px", g128)):
+            cfg = G.config
+            path = Path(tmp) / f"{name}.onnx"
+            example = [torch.zeros(1, cfg.z_dim), torch.zeros(1, cfg.cond_dim)]
+            export_onnx(G, example, path, G.input_names, G.output_names, atol=1e-3)
+            out[name] = {
+                "resolution": cfg.resolution,
+                **art_eval.generator_speed(path, cfg.z_dim, cfg.cond_dim, frames=frames),
+            }
+    out["command"] = "python -m trainer.art_eval assets/default; python -m trainer.art_eval --resolution 128"
+    return out
+
+
+def build_default(bundle_dir: Path, runs_dir: Path, data_root: Path) -> None:
+    """The hook `synesthesia-train default` calls after writing the audio-only bundle.
+
+    Audio for the alignment: the encoder's own corpora and speaker split (its training run
+    RUNS/main/best.pt; held-out speakers stay held out) plus procedural clips of voices it never heard.
+    """
+    from trainer.align_data import audio_from_run, concat_audio, load_audio_bundle, synthetic_split
+
+    del data_root  # the corpora are found through the run's own configuration
+    torch.set_num_threads(1)
+    ab = load_audio_bundle(bundle_dir)
+    real_train, real_val, split = audio_from_run(runs_dir / "main" / "best.pt", ab)
+    synth, s_tr, s_va = synthetic_split(
+        ab.classes, ab, per_class=80, voices=10, seed=7001, val_fraction=0.2, cache_dir=runs_dir / "cache"
+    )
+    audio_data = {
+        "corpora": ["the encoder's corpora (runs/default/main) with its speaker split", "procedural synth seed 7001"],
+        "real_val_speakers": split.get("val_speakers"),
+        "synth": "80 clips per class, 10 voices per kind, 20% of voices held out (seed 7001)",
+    }
+    half = build_art_half(
+        ab.audio_model,
+        concat_audio([real_train, synth.subset(s_tr)]),
+        {"real": real_val, "synth": synth.subset(s_va)},
+        runs_dir,
+        audio_data=audio_data,
+        evaluate_flags=f" --audio-run {runs_dir / 'main' / 'best.pt'} --cache {runs_dir / 'cache'}",
+    )
+    half.metrics["generator_speed"] = measure_generator_speed(half.generator)
+    add_art_half_to_bundle(bundle_dir, half)
+    log.info("added the art half to %s", bundle_dir)

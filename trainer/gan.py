@@ -571,3 +571,17 @@ def run(args: argparse.Namespace) -> int:
         print(art_eval.summary_line(report))
     print(f"wrote {out / 'generator_ema.pt'} ({result.step} steps)")
     return 0
+
+
+def build_art_half(*args: Any, **kwargs: Any) -> Any:
+    """trainer.art_default.build_art_half (alignment, GAN, index, metrics from an audio model)."""
+    from trainer.art_default import build_art_half as build
+
+    return build(*args, **kwargs)
+
+
+def build_default(bundle_dir: Path, runs_dir: Path, data_root: Path) -> None:
+    """The hook of `synesthesia-train default`: add the art half to the audio-only bundle it wrote."""
+    from trainer.art_default import build_default as build
+
+    build(bundle_dir, runs_dir, data_root)
