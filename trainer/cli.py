@@ -1,39 +1,73 @@
-"""`synesthesia-train` command line (DESIGN.md §8-9)."""
+"""`synesthesia-train` command line (DESIGN.md §8-9).
+
+Convention for subcommands: each one lives in its own module that exposes
+
+    add_arguments(parser: argparse.ArgumentParser) -> None   # declare its flags
+    run(args: argparse.Namespace) -> int                     # do the work, return the exit status
+
+and is imported only when that subcommand is used, so `synesthesia-train --help` stays fast and a
+subcommand whose module is not in this build says so in one line. `args.command_line` holds the exact
+command, for reports. A SynesthesiaError becomes a one-line message and its exit code.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
 import logging
+import shlex
 import sys
 from collections.abc import Sequence
 
 from engine.errors import SynesthesiaError
 
-COMMANDS = {
-    "audio": "train an audio emotion encoder (one of seven families)",
-    "hpo": "Optuna search over encoder hyper-parameters (shared study database)",
-    "compare": "all seven families under one protocol on one split: table and plots",
-    "align": "align audio and art in the shared space (contrastive)",
-    "gan": "train the conditional GAN on the art corpus",
-    "export": "export trained networks into a model bundle (ONNX + parity check, TensorRT when present)",
-    "evaluate": "evaluate a bundle: accuracy, macro-F1, VA, retrieval, GAN metrics",
-    "default": "reproduce the whole default bundle from ../shared/data and the procedural corpora",
+# name -> (module, help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "audio": ("trainer.train_audio", "train an audio emotion encoder (one of seven families)"),
+    "hpo": ("trainer.hpo", "Optuna search over encoder hyper-parameters (shared study database)"),
+    "compare": ("trainer.compare", "all seven families under one protocol on one split: table and plots"),
+    "align": ("trainer.align", "align audio and art in the shared space (contrastive)"),
+    "gan": ("trainer.gan", "train the conditional GAN on the art corpus"),
+    "export": ("trainer.export", "checkpoint -> model bundle (ONNX + parity check, TensorRT when present)"),
+    "evaluate": ("trainer.evaluate", "evaluate a bundle on labelled audio: accuracy, macro-F1, VA"),
+    "default": ("trainer.default", "reproduce the default bundle from the shared corpora and procedural data"),
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser: lists the subcommands (their flags come from their modules)."""
     parser = argparse.ArgumentParser(prog="synesthesia-train", description="Train and export Synesthesia models.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, text in COMMANDS.items():
-        sub.add_parser(name, help=text, description=text)
+    for name, (_, text) in COMMANDS.items():
+        sub.add_parser(name, help=text, description=text, add_help=False)
     return parser
 
 
+def command_parser(name: str):
+    """(module, parser) for one subcommand; SynesthesiaError when its module is not in this build."""
+    module_name, text = COMMANDS[name]
+    if importlib.util.find_spec(module_name) is None:
+        raise SynesthesiaError(f"synesthesia-train {name}: not available in this build ({module_name} is missing)")
+    module = importlib.import_module(module_name)
+    if not (hasattr(module, "add_arguments") and hasattr(module, "run")):
+        raise SynesthesiaError(f"synesthesia-train {name}: {module_name} has no add_arguments/run entry point")
+    parser = argparse.ArgumentParser(prog=f"synesthesia-train {name}", description=text)
+    module.add_arguments(parser)
+    return module, parser
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in COMMANDS:
+        build_parser().parse_args(argv)  # prints help or the usage error and exits
+        return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        raise SynesthesiaError(f"synesthesia-train {args.command}: not available in this build yet")
+        module, parser = command_parser(argv[0])
+        args = parser.parse_args(argv[1:])
+        args.command_line = "synesthesia-train " + shlex.join(argv)
+        return int(module.run(args) or 0)
     except SynesthesiaError as exc:
         print(f"synesthesia-train: error: {exc}", file=sys.stderr)
         return exc.exit_code

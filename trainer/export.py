@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
+import importlib.util
+import json
 import logging
 import shutil
 import warnings
 from collections.abc import Sequence
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +17,9 @@ import numpy as np
 import torch
 
 from engine.audio.frontend import FrontEndConfig
+from engine.errors import BundleError, SynesthesiaError
 from engine.models.bundle import Manifest, write_manifest
-from engine.models.checkpoint import save_audio_model, save_generator
+from engine.models.checkpoint import load_audio_model, save_audio_model, save_generator
 from engine.models.encoders import count_parameters
 from engine.models.generator import Generator
 from engine.models.heads import AudioModel
@@ -25,7 +30,7 @@ ONNX_OPSET = 17
 PARITY_ATOL = 1e-4  # max abs difference ORT vs torch (float32 on CPU); exported outputs are O(1)
 
 
-class ExportError(RuntimeError):
+class ExportError(SynesthesiaError, RuntimeError):
     """Export failed or the exported graph does not match torch."""
 
 
@@ -152,3 +157,137 @@ def write_bundle(
         shutil.copyfile(src, dst)
     manifest["metrics"].setdefault("export_parity_max_abs", parity)
     return write_manifest(out, manifest)
+
+
+# -- `synesthesia-train export` -----------------------------------------------------------------------------
+
+
+class TensorRTMode(StrEnum):
+    AUTO = "auto"  # compile when CUDA and torch-tensorrt are present, else skip with one line
+    ON = "on"  # compile or fail
+    OFF = "off"
+
+
+TRT_ATOL = 5e-2  # FP16 engine vs FP32 torch; outputs are O(1) (logits, tanh, unit vectors)
+
+
+def checkpoint_info(path: str | Path) -> dict[str, Any]:
+    """The trainer's extras stored beside the model in a training checkpoint (classes, statistics, ...)."""
+    try:
+        ckpt = torch.load(Path(path), map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, ValueError, EOFError) as exc:
+        raise BundleError(f"{path}: cannot read checkpoint ({exc})") from exc
+    missing = [k for k in ("classes", "frontend", "mel_mean", "mel_std") if k not in ckpt]
+    if missing:
+        raise BundleError(f"{path}: not a training checkpoint of synesthesia-train (missing {', '.join(missing)})")
+    return {k: v for k, v in ckpt.items() if k not in ("state_dict", "optimizer", "scheduler")}
+
+
+def export_checkpoint(
+    checkpoint: str | Path,
+    out: str | Path,
+    *,
+    name: str | None = None,
+    license: str = "unspecified",
+    metrics: dict[str, Any] | None = None,
+    data: dict[str, Any] | None = None,
+    tensorrt: TensorRTMode = TensorRTMode.AUTO,
+) -> Manifest:
+    """A training checkpoint (best.pt) -> a complete bundle with ONNX (parity-checked) and, when possible,
+    a TensorRT program."""
+    info = checkpoint_info(checkpoint)
+    model = load_audio_model(checkpoint)
+    cfg = info.get("train_config", {})
+    manifest = write_bundle(
+        out,
+        name=name or f"{cfg.get('arch', 'audio')}-{info.get('taxonomy', {}).get('name', 'custom')}",
+        audio_model=model,
+        classes=info["classes"],
+        frontend=FrontEndConfig.model_validate(info["frontend"]),
+        mel_mean=info["mel_mean"],
+        mel_std=info["mel_std"],
+        metrics=metrics if metrics is not None else info.get("metrics", {}),
+        data=data
+        if data is not None
+        else {"corpora": cfg.get("data", []), "split": info.get("split", {}), "taxonomy": info.get("taxonomy", {})},
+        license=license,
+    )
+    return compile_tensorrt(out, tensorrt) or manifest
+
+
+def compile_tensorrt(
+    out: str | Path, mode: TensorRTMode = TensorRTMode.AUTO, component: str = "audio"
+) -> Manifest | None:
+    """Compile one network of the bundle (`component`: audio or generator) with torch-tensorrt (FP16),
+    check it against torch, add it to the manifest under its cache key. Returns the new manifest, or None
+    when skipped (said in one line)."""
+    if mode is TensorRTMode.OFF:
+        return None
+    reason = None
+    if not torch.cuda.is_available():
+        reason = "no CUDA GPU visible"
+    elif importlib.util.find_spec("torch_tensorrt") is None:
+        reason = "torch_tensorrt is not installed (pip install 'synesthesia[tensorrt]')"
+    if reason:
+        if mode is TensorRTMode.ON:
+            raise ExportError(f"TensorRT compile requested but {reason}")
+        log.info("TensorRT (%s): skipped (%s)", component, reason)
+        return None
+    import torch_tensorrt as trt
+
+    from engine.inference.base import Component, example_inputs
+    from engine.inference.tensorrt_backend import cache_key
+    from engine.inference.torch_backend import load_module
+    from engine.models.bundle import MANIFEST, load_bundle
+
+    part = Component(component)
+    out = Path(out)
+    bundle = load_bundle(out)
+    module = load_module(bundle, part).cuda().eval()
+    example = [torch.as_tensor(x, device="cuda") for x in example_inputs(part, bundle.manifest, batch=2)]
+    compiled = trt.compile(module, ir="dynamo", inputs=example, enabled_precisions={torch.float16})
+    with torch.no_grad():
+        err = max(
+            float((a.float() - b.float()).abs().max())
+            for a, b in zip(compiled(*example), module(*example), strict=True)
+        )
+    if not err <= TRT_ATOL:
+        raise ExportError(f"TensorRT FP16 differs from torch by {err:.3g} (tolerance {TRT_ATOL:g})")
+    key = cache_key(part, getattr(trt, "__version__", "unknown"))
+    fname = f"tensorrt/{key}.ep"
+    (out / "tensorrt").mkdir(exist_ok=True)
+    trt.save(compiled, str(out / fname), inputs=example)
+    raw = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
+    raw["tensorrt"] = {**raw.get("tensorrt", {}), key: fname}
+    raw["files"] = sorted({*raw["files"], fname})
+    parity_key = "tensorrt_fp16" if part is Component.AUDIO else f"tensorrt_fp16_{part.value}"
+    raw.setdefault("metrics", {}).setdefault("export_parity_max_abs", {})[parity_key] = err
+    log.info("TensorRT: compiled %s (parity %.2g)", fname, err)
+    return write_manifest(out, raw)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", type=Path, help="training checkpoint (RUN/best.pt)")
+    parser.add_argument("--out", type=Path, required=True, help="bundle directory to write (replaced)")
+    parser.add_argument("--name", help="bundle name (default: ARCH-TAXONOMY)")
+    parser.add_argument(
+        "--license",
+        default="unspecified",
+        help="licence terms of the model (those of its training data), e.g. CC BY-NC-SA 4.0",
+    )
+    parser.add_argument(
+        "--tensorrt",
+        type=TensorRTMode,
+        choices=list(TensorRTMode),
+        default=TensorRTMode.AUTO,
+        help="auto: compile when CUDA and torch-tensorrt are present",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    manifest = export_checkpoint(
+        args.checkpoint, args.out, name=args.name, license=args.license, tensorrt=args.tensorrt
+    )
+    parity = manifest.metrics.get("export_parity_max_abs", {})
+    print(json.dumps({"bundle": str(args.out), "files": sorted(manifest.files), "parity_max_abs": parity}))
+    return 0

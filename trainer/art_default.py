@@ -1,0 +1,392 @@
+"""The art half of the default bundle: art space, GAN, audio alignment, art index, metrics, figures.
+
+`build_art_half` does the work from an audio model and audio clips (train and held-out speakers), so the
+trainer's `default` command (trainer.default) can call it after training the encoder; `build_default` is
+the hook that command calls with the audio-only bundle it wrote: it adds the aligned audio projection,
+the generator, the art index, the art encoder, figures and metrics to that same bundle.
+
+Every stage reuses its checkpoint under RUNS when it is complete (art space, GAN), so a reproduction can
+be resumed, and a new audio encoder only re-runs the seconds-long audio alignment.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from engine.models.bundle import MANIFEST, Manifest
+from engine.models.generator import Generator, GeneratorConfig
+from engine.models.heads import AudioModel
+from trainer import art_eval
+from trainer.align import (
+    AlignConfig,
+    AudioSet,
+    align_audio,
+    build_art_index,
+    embed_audio,
+    load_art_space,
+    plot_alignment,
+    retrieval_metrics,
+    save_alignment,
+    save_art_space,
+    train_art_space,
+)
+from trainer.align_data import ART_ENCODER_FILE, DEFAULT_CLASSES, VAL_ART_SEED_OFFSET, load_art
+from trainer.gan import (
+    ConditionBank,
+    DiscriminatorConfig,
+    GanConfig,
+    condition_bank,
+    ema_generator_from_checkpoint,
+    load_gan_checkpoint,
+    save_gan_outputs,
+    train_gan,
+)
+from trainer.image_encoder import save_art_encoder
+
+log = logging.getLogger("synesthesia.art_default")
+
+# The GAN of the default bundle, sized for two shared CPU cores: 64 px (the engine scales frames to the
+# display), generator widths 8 at full resolution, discriminator 16, batch 16, two D updates per G update,
+# 1600 steps (~30 min on one core).
+DEFAULT_GAN = GanConfig(
+    generator=GeneratorConfig(resolution=64, z_dim=64, cond_dim=128, base_channels=8),
+    discriminator=DiscriminatorConfig(resolution=64, cond_dim=128, base_channels=16),
+    steps=1600,
+    batch_size=16,
+    ema_decay=0.995,
+    ema_start=200,
+    audio_fraction=0.0,
+    checkpoint_every=200,
+    sample_every=400,
+)
+
+# The documented commands behind each figure (`synesthesia-train align` / `gan` with these flags
+# reproduce the default bundle's runs under runs/default; --evaluate recomputes the metrics of a bundle).
+ART_SPACE_COMMAND = "synesthesia-train align --art-only --out runs/default/align"
+GAN_COMMAND = (
+    "synesthesia-train gan --out runs/default/gan --align runs/default/align/art_space.pt --resolution 64 "
+    "--batch-size 16 --steps 1600 --ema-decay 0.995 --audio-fraction 0 --checkpoint-every 200 --sample-every 400"
+)
+
+
+class ArtHalfConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    art_per_class: int = Field(400, ge=1)
+    art_val_per_class: int = Field(100, ge=1)
+    art_size: int = Field(128, ge=16)
+    art_seed: int = 0
+    index_per_class: int = Field(64, ge=1, description="artworks per emotion in the bundle's art index")
+    thumbnail: int = Field(32, ge=8)
+    eval_per_class: int = Field(200, ge=2, description="generated images per emotion for the metrics")
+    align: AlignConfig = AlignConfig()
+    gan: GanConfig = DEFAULT_GAN
+
+
+@dataclass
+class ArtHalf:
+    """What the art half adds to a bundle."""
+
+    audio_model: AudioModel  # the encoder with the aligned projection
+    generator: Generator  # EMA generator
+    art_index: dict[str, np.ndarray]
+    metrics: dict[str, Any]
+    data: dict[str, Any]
+    extra_files: dict[str, Path] = field(default_factory=dict)
+
+
+def _complete_gan(path: Path, cfg: GanConfig) -> bool:
+    if not path.is_file():
+        return False
+    ckpt = load_gan_checkpoint(path)
+    return GanConfig.model_validate(ckpt["config"]) == cfg and int(ckpt["step"]) >= cfg.steps
+
+
+def build_art_half(
+    audio_model: AudioModel,
+    audio_train: AudioSet,
+    audio_val: dict[str, AudioSet],
+    runs: Path,
+    config: ArtHalfConfig | None = None,
+    *,
+    reuse: bool = True,
+    audio_data: dict[str, Any] | None = None,
+    evaluate_flags: str = "",
+) -> ArtHalf:
+    """Art space -> GAN -> audio alignment -> metrics, figures and art index.
+
+    audio_val maps a name ("real", "synth", ...) to held-out clips; retrieval is reported per name and
+    over all of them. Stages with a complete checkpoint under `runs` are reused when `reuse`.
+    `evaluate_flags` completes the recorded --evaluate commands (the data flags that select this audio).
+    """
+    cfg = config or ArtHalfConfig()
+    classes = list(audio_train.classes)
+    t_start = time.perf_counter()
+    timings: dict[str, float] = {}
+
+    # 1. Art: procedural corpus, validation from another seed.
+    art_train, art_val = load_art(
+        classes,
+        per_class=cfg.art_per_class,
+        val_per_class=cfg.art_val_per_class,
+        size=cfg.art_size,
+        seed=cfg.art_seed,
+        cache_dir=runs / "cache",
+    )
+
+    # 2. Art space (stage 1 of the alignment): reused when present.
+    align_dir = runs / "align"
+    align_dir.mkdir(parents=True, exist_ok=True)
+    space_path = align_dir / "art_space.pt"
+    t0 = time.perf_counter()
+    if reuse and space_path.is_file():
+        space = load_art_space(space_path)
+        log.info("reusing the art space in %s", space_path)
+    else:
+        space = train_art_space(art_train, art_val, cfg.align)
+        save_art_space(space, cfg.align, space_path)
+    timings["art_space_s"] = round(time.perf_counter() - t0, 1)
+
+    # 3. GAN on the art space's image vectors (it does not need the audio encoder).
+    gan_dir = runs / "gan"
+    t0 = time.perf_counter()
+    if reuse and _complete_gan(gan_dir / "gan_last.pt", cfg.gan):
+        generator = ema_generator_from_checkpoint(gan_dir / "gan_last.pt")
+        log.info("reusing the finished GAN in %s", gan_dir)
+    else:
+        bank = condition_bank(space.art_encoder, art_train)
+        result = train_gan(art_train, bank, cfg.gan, gan_dir, resume=reuse)
+        save_gan_outputs(result, gan_dir)
+        generator = result.generator
+    timings["gan_s"] = round(time.perf_counter() - t0, 1)
+
+    # 4. Audio into the art space (stage 2): seconds, always re-run for the given encoder.
+    t0 = time.perf_counter()
+    all_val = _concat(list(audio_val.values()))
+    aligned = align_audio(audio_model, audio_train, all_val, space, art_train, art_val, cfg.align)
+    save_alignment(aligned, cfg.align, align_dir / "align.pt")
+    save_art_encoder(space.art_encoder, align_dir / ART_ENCODER_FILE)
+    timings["audio_alignment_s"] = round(time.perf_counter() - t0, 1)
+    _, art_val_shared = space.art_encoder.encode(art_val.tensor())
+    retrieval: dict[str, Any] = {"all": _brief(aligned.metrics)}
+    for name, held_out in audio_val.items():
+        with torch.no_grad():
+            shared = aligned.audio_model.projection(embed_audio(aligned.audio_model, held_out.features))
+        retrieval[name] = _brief(retrieval_metrics(shared, held_out.labels, art_val_shared, art_val.labels, classes))
+
+    # 5. GAN metrics and figures (conditions from held-out artworks and held-out audio clips).
+    t0 = time.perf_counter()
+    figures = runs / "figures"
+    with torch.no_grad():
+        train_audio_shared = aligned.audio_model.projection(embed_audio(aligned.audio_model, audio_train.features))
+    bank = ConditionBank(
+        art=condition_bank(space.art_encoder, art_train).art,
+        art_labels=torch.from_numpy(art_train.labels),
+        audio=train_audio_shared,
+        audio_labels=torch.from_numpy(audio_train.labels),
+    )
+    report = art_eval.evaluate_generator(
+        generator, space.art_encoder, art_train, art_val, bank, aligned.audio_model, all_val, figures,
+        per_class=cfg.eval_per_class,
+    )  # fmt: skip
+    plot_alignment(aligned, all_val, art_val, figures / "shared_space.png")
+    timings["evaluation_s"] = round(time.perf_counter() - t0, 1)
+    timings["total_s"] = round(time.perf_counter() - t_start, 1)
+
+    # 6. The art index: a balanced subset of the training artworks.
+    index = build_art_index(space.art_encoder, art_train.per_class(cfg.index_per_class), cfg.thumbnail)
+
+    metrics = art_metrics(retrieval, report, space.metrics, timings, evaluate_flags)
+    data = {
+        "art": {
+            "corpus": "procedural (trainer.artgen)",
+            "train": len(art_train),
+            "val": len(art_val),
+            "size": cfg.art_size,
+            "split": f"held-out seed: train seed {cfg.art_seed}, validation seed {cfg.art_seed + VAL_ART_SEED_OFFSET}",
+            "index": len(index["ids"]),
+        },
+        "alignment_audio": audio_data or {},
+        "gan": {"resolution": cfg.gan.generator.resolution, "steps": cfg.gan.steps, "conditions": "artworks"},
+    }
+    extra = {ART_ENCODER_FILE: align_dir / ART_ENCODER_FILE}
+    for png in sorted(figures.glob("*.png")):
+        extra[f"figures/art/{png.name}"] = png
+    (runs / "art_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    return ArtHalf(aligned.audio_model, generator, index, metrics, data, extra)
+
+
+def _concat(sets: list[AudioSet]) -> AudioSet:
+    from trainer.align_data import concat_audio
+
+    return sets[0] if len(sets) == 1 else concat_audio(sets)
+
+
+def _brief(m: dict[str, Any]) -> dict[str, Any]:
+    keys = ("audio_to_art", "audio_to_art_per_class", "art_to_audio", "chance", "n_audio", "n_art")
+    return {k: m[k] for k in keys if k in m}
+
+
+def art_metrics(
+    retrieval: dict[str, Any],
+    report: dict[str, Any],
+    art_space: dict[str, Any],
+    timings: dict[str, float],
+    evaluate_flags: str = "",
+) -> dict[str, Any]:
+    """The bundle's art metrics, each with the command that reproduces it."""
+    evaluate_align = f"synesthesia-train align --evaluate assets/default{evaluate_flags}"
+    evaluate_gan = f"synesthesia-train gan --evaluate assets/default{evaluate_flags}"
+    return {
+        "retrieval": {
+            "goal": 0.95,
+            "audio_to_art": retrieval["all"]["audio_to_art"],
+            "by_audio_source": retrieval,
+            "protocol": "nearest artwork (cosine, shared space) of each held-out-speaker clip, among held-out-seed "
+            "artworks, has the clip's emotion",
+            "command": evaluate_align,
+        },
+        "art_space": {**art_space, "command": ART_SPACE_COMMAND},
+        "emotion_consistency": {
+            "goal": 0.90,
+            "value": report["consistency_art_cond"]["consistency"],
+            "per_class": report["consistency_art_cond"]["per_class"],
+            "audio_conditions": report.get("consistency_audio_cond", {}).get("consistency"),
+            "real_heldout_art": report["consistency_real_heldout"],
+            "noise": report["consistency_noise"],
+            "protocol": f"{report['k']} nearest training artworks in the image encoder's feature space vote",
+            "command": evaluate_gan,
+        },
+        "diversity": {
+            "ratio": report["diversity"]["ratio"],
+            "per_class": report["diversity"]["per_class"],
+            "real_heldout_ratio": report["diversity_real_heldout"],
+            "protocol": "mean pairwise feature distance within each emotion, generated / real",
+            "command": evaluate_gan,
+        },
+        "frechet_distance": {
+            "mean": report["frechet"]["mean"],
+            "per_class": report["frechet"]["per_class"],
+            "real_heldout_floor": report["frechet_real_heldout"]["mean"],
+            "protocol": "per emotion, generated vs training artworks, image encoder features (not Inception)",
+            "command": evaluate_gan,
+        },
+        "latent_smoothness": {**report["smoothness"], "command": evaluate_gan},
+        "art_timings_s": timings,
+        "gan_command": GAN_COMMAND,
+    }
+
+
+def add_art_half_to_bundle(bundle_dir: Path, half: ArtHalf) -> Manifest:
+    """Rewrite `bundle_dir` with the aligned audio model, generator, art index and extras added.
+
+    Everything else the bundle held (figures, reports, metrics, data, licence) is kept.
+    """
+    from trainer.export import write_bundle
+
+    raw = json.loads((bundle_dir / MANIFEST).read_text(encoding="utf-8"))
+    core = {"audio_model.pt", "audio_model.onnx", "generator.pt", "generator.onnx", "art_index.npz"}
+    keep = [f for f in raw["files"] if f not in core and f not in half.extra_files and not f.startswith("tensorrt/")]
+    from trainer.align_data import load_audio_bundle
+
+    ab = load_audio_bundle(bundle_dir)
+    with tempfile.TemporaryDirectory() as tmp:
+        saved = {}
+        for name in keep:
+            dst = Path(tmp) / name
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(bundle_dir / name, dst)
+            saved[name] = dst
+        metrics = {**raw.get("metrics", {}), "art": half.metrics}
+        metrics.pop("export_parity_max_abs", None)
+        data = {**raw.get("data", {}), **half.data}
+        manifest = write_bundle(
+            bundle_dir,
+            name=raw["name"],
+            audio_model=half.audio_model,
+            classes=raw["classes"],
+            frontend=ab.frontend,
+            mel_mean=ab.mel_mean,
+            mel_std=ab.mel_std,
+            generator=half.generator,
+            art_index=half.art_index,
+            metrics=metrics,
+            data=data,
+            license=raw["license"],
+            extra_files={**saved, **half.extra_files},
+        )
+    # write_bundle replaced the directory: compile both networks again where a GPU is present
+    from trainer.export import TensorRTMode, compile_tensorrt
+
+    for component in ("audio", "generator"):
+        manifest = compile_tensorrt(bundle_dir, TensorRTMode.AUTO, component) or manifest
+    return manifest
+
+
+__all__ = ["DEFAULT_CLASSES", "ArtHalf", "ArtHalfConfig", "add_art_half_to_bundle", "build_art_half"]
+
+
+def measure_generator_speed(generator: Generator, frames: int = 300) -> dict[str, Any]:
+    """ONNX Runtime frame rate of this generator and of the 128 px default-size one (untrained weights:
+    speed does not depend on them), on 1 and 2 threads. Wall times depend on what else runs on the cores;
+    CPU time per frame does not (much)."""
+    from trainer.export import export_onnx
+
+    out: dict[str, Any] = {}
+    g128 = Generator(GeneratorConfig(resolution=128, base_channels=8)).eval()
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, G in (("bundle_generator", generator.eval()), ("default_config_128px", g128)):
+            cfg = G.config
+            path = Path(tmp) / f"{name}.onnx"
+            example = [torch.zeros(1, cfg.z_dim), torch.zeros(1, cfg.cond_dim)]
+            export_onnx(G, example, path, G.input_names, G.output_names, atol=1e-3)
+            out[name] = {
+                "resolution": cfg.resolution,
+                **art_eval.generator_speed(path, cfg.z_dim, cfg.cond_dim, frames=frames),
+            }
+    out["command"] = "python -m trainer.art_eval assets/default; python -m trainer.art_eval --resolution 128"
+    return out
+
+
+def build_default(bundle_dir: Path, runs_dir: Path, data_root: Path) -> None:
+    """The hook `synesthesia-train default` calls after writing the audio-only bundle.
+
+    Audio for the alignment: the encoder's own corpora and speaker split (its training run
+    RUNS/main/best.pt; held-out speakers stay held out) plus procedural clips of voices it never heard.
+    """
+    from trainer.align_data import audio_from_run, concat_audio, load_audio_bundle, synthetic_split
+
+    del data_root  # the corpora are found through the run's own configuration
+    torch.set_num_threads(1)
+    ab = load_audio_bundle(bundle_dir)
+    real_train, real_val, split = audio_from_run(runs_dir / "main" / "best.pt", ab)
+    synth, s_tr, s_va = synthetic_split(
+        ab.classes, ab, per_class=80, voices=10, seed=7001, val_fraction=0.2, cache_dir=runs_dir / "cache"
+    )
+    audio_data = {
+        "corpora": ["the encoder's corpora (runs/default/main) with its speaker split", "procedural synth seed 7001"],
+        "real_val_speakers": split.get("val_speakers"),
+        "synth": "80 clips per class, 10 voices per kind, 20% of voices held out (seed 7001)",
+    }
+    half = build_art_half(
+        ab.audio_model,
+        concat_audio([real_train, synth.subset(s_tr)]),
+        {"real": real_val, "synth": synth.subset(s_va)},
+        runs_dir,
+        audio_data=audio_data,
+        evaluate_flags=f" --audio-run {runs_dir / 'main' / 'best.pt'} --cache {runs_dir / 'cache'}",
+    )
+    half.metrics["generator_speed"] = measure_generator_speed(half.generator)
+    add_art_half_to_bundle(bundle_dir, half)
+    log.info("added the art half to %s", bundle_dir)

@@ -1,0 +1,275 @@
+"""`synesthesia-train default`: reproduce the default bundle (assets/default) from the shared corpora.
+
+Steps (each a plain `synesthesia-train audio` run under RUNS/<step>, listed with its exact command in
+the bundle's metrics):
+
+- main     the shipped encoder: default taxonomy, speaker-independent 80/20 split of RAVDESS + EmoDB
+- seed3    the same recipe on the seed study's three classes (fearful -> sad), speaker-independent
+- cross    cross-corpus: train on RAVDESS, test on EmoDB, and the reverse
+- bundle   export `main` (ONNX + parity check) with every figure, the data and the licence
+- gan      if `trainer.gan` provides `build_default(bundle_dir, runs_dir, data_root)`, it adds the
+           generator and art index to the same bundle (guarded: skipped with one line when absent)
+
+`--reuse` skips a training step whose metrics.json already exists, so a long reproduction can be
+resumed step by step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import json
+import logging
+import shlex
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from engine.errors import ConfigError
+from engine.models.bundle import DEFAULT_BUNDLE
+from trainer.export import TensorRTMode, compile_tensorrt, write_bundle
+from trainer.train_audio import Augment, SplitKind, TrainConfig, json_safe, train
+
+log = logging.getLogger("synesthesia.train.default")
+
+LICENSE = (
+    "Model weights: CC BY-NC-SA 4.0 (non-commercial, share-alike), inherited from the RAVDESS training data "
+    "(Livingstone & Russo 2018, CC BY-NC-SA 4.0); also trained on EmoDB (Burkhardt et al. 2005), free for "
+    "research use. Code: Apache-2.0."
+)
+
+# The recipe chosen by the family screen on this data (docs/training.md): small, fast, and as accurate
+# as the larger families on ~730 training clips.
+RECIPE: dict[str, Any] = {
+    "arch": "cnn",
+    "width": 16,
+    "embedding_dim": 128,
+    "dropout": 0.3,
+    "epochs": 20,
+    "batch_size": 16,
+    "lr": 1e-3,
+    "augment": Augment.SPEC,
+    "va_weight": 0.5,
+}
+
+# the goals of the default encoder (issue "Trainer I")
+GOALS = {
+    "seed3_accuracy": 0.87,
+    "default_macro_f1": 0.75,
+    "max_parameters": 2_000_000,
+    "max_cpu_ms_per_window": 5.0,
+}
+
+
+class Step(StrEnum):
+    MAIN = "main"
+    SEED3 = "seed3"
+    CROSS = "cross"
+    BUNDLE = "bundle"
+    GAN = "gan"
+
+
+def audio_command(cfg: TrainConfig) -> str:
+    """The `synesthesia-train audio` command that reproduces one run."""
+    default = TrainConfig()
+    argv = ["synesthesia-train", "audio"]
+    for spec in cfg.data:
+        argv += ["--data", spec]
+    for key, value in cfg.model_dump(mode="json", exclude={"data", "reports", "resume", "cache_dir"}).items():
+        if value is None or value == default.model_dump(mode="json")[key]:
+            continue
+        flag = "--" + key.replace("_", "-")
+        if isinstance(value, bool):
+            argv.append(flag if value else "--no-" + key.replace("_", "-"))
+        else:
+            argv += [flag, str(value)]
+    return shlex.join(argv)
+
+
+def configs(args: argparse.Namespace) -> dict[str, TrainConfig]:
+    """The training runs of each step."""
+    root = Path(args.data_root)
+    specs = args.data or [f"ravdess:{root / 'ravdess'}", f"emodb:{root / 'emodb'}"]
+    recipe = {**RECIPE, **{k: v for k, v in vars(args).items() if k in RECIPE and v is not None}}
+    common = {
+        **recipe,
+        "data": specs,
+        "compile": args.compile,
+        "synthetic_per_class": args.synthetic_per_class,
+        "seed": args.seed,
+        "cache_dir": args.cache_dir,
+        "latency_runs": args.latency_runs,
+    }
+    runs = Path(args.runs)
+    out = {
+        "main": TrainConfig(**common, out=runs / "main"),
+        "seed3": TrainConfig(**common, taxonomy="seed3", out=runs / "seed3"),
+    }
+    corpora = [s.split(":", 1)[0] for s in specs]
+    if "ravdess" in corpora and "emodb" in corpora:
+        for train_on, test_on in (("ravdess", "emodb"), ("emodb", "ravdess")):
+            out[f"{train_on}_to_{test_on}"] = TrainConfig(
+                **common, split=SplitKind.CORPUS, test_corpus=test_on, out=runs / f"{train_on}_to_{test_on}"
+            )
+    return out
+
+
+def run_step(cfg: TrainConfig, reuse: bool) -> dict[str, Any]:
+    done = Path(cfg.out) / "metrics.json"
+    if reuse and done.is_file():
+        log.info("reusing %s", done)
+        return json.loads(done.read_text(encoding="utf-8"))
+    return json_safe(train(cfg, command=audio_command(cfg)).metrics)
+
+
+def brief(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The headline figures of one run."""
+    val = metrics["val"]
+    out = {
+        "split_rule": metrics["split_rule"],
+        "taxonomy": metrics["taxonomy"],
+        "val_clips": val["n"],
+        "val_speakers": len(metrics["split"].get("val_speakers", [])),
+        "accuracy": val["accuracy"],
+        "macro_f1": val["macro_f1"],
+        "per_class_f1": {c: v["f1"] for c, v in val["per_class"].items()},
+        "confusion": val["confusion"],
+        "valence": val["va"]["valence"],
+        "arousal": val["va"]["arousal"],
+        "best_epoch": metrics["best_epoch"],
+        "train_seconds": metrics["duration_s"],
+        "command": metrics["command"],
+    }
+    if "per_corpus" in val:
+        out["per_corpus"] = val["per_corpus"]
+    return out
+
+
+def goals(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Each goal with the measured value, met or not, and the gap."""
+    main = results["main"]
+    table: dict[str, Any] = {}
+
+    def put(name: str, value: float | None, target: float, higher: bool) -> None:
+        if value is None:
+            table[name] = {"target": target, "value": None, "met": None}
+            return
+        met = value >= target if higher else value <= target
+        table[name] = {"target": target, "value": value, "met": met, "gap": 0.0 if met else abs(target - value)}
+
+    seed3 = results.get("seed3")
+    put("seed3_accuracy", seed3["val"]["accuracy"] if seed3 else None, GOALS["seed3_accuracy"], True)
+    put("default_macro_f1", main["val"]["macro_f1"], GOALS["default_macro_f1"], True)
+    put("max_parameters", main["parameters"]["encoder"], GOALS["max_parameters"], False)
+    put("max_cpu_ms_per_window", main["cpu_ms_per_window"]["onnxruntime"], GOALS["max_cpu_ms_per_window"], False)
+    return table
+
+
+def bundle_metrics(results: dict[str, dict[str, Any]], command: str) -> dict[str, Any]:
+    main = results["main"]
+    metrics: dict[str, Any] = {
+        "command": command,
+        "default": brief(main),
+        "parameters": main["parameters"],
+        "cpu_ms_per_window": main["cpu_ms_per_window"],
+        "goals": goals(results),
+    }
+    if "seed3" in results:
+        metrics["seed3"] = brief(results["seed3"])
+    cross = {k.replace("_to_", "->"): brief(v) for k, v in results.items() if "_to_" in k}
+    if cross:
+        metrics["cross_corpus"] = cross
+    return metrics
+
+
+def write_default_bundle(out: Path, runs: dict[str, dict[str, Any]], main_cfg: TrainConfig, command: str) -> None:
+    from engine.audio.frontend import FrontEndConfig
+    from engine.models.checkpoint import load_audio_model
+    from trainer.export import checkpoint_info
+
+    best = Path(main_cfg.out) / "best.pt"
+    if not best.is_file():
+        raise ConfigError(f"{best}: no trained main model; run the main step first")
+    info = checkpoint_info(best)
+
+    data = {
+        "corpora": main_cfg.data,
+        "taxonomy": info["taxonomy"],
+        "split": info["split"],
+        "synthetic_per_class": main_cfg.synthetic_per_class,
+        "augmentation": main_cfg.augment.value,
+    }
+    write_bundle(
+        out,
+        name="synesthesia-default",
+        audio_model=load_audio_model(best),
+        classes=info["classes"],
+        frontend=FrontEndConfig.model_validate(info["frontend"]),
+        mel_mean=info["mel_mean"],
+        mel_std=info["mel_std"],
+        metrics=bundle_metrics(runs, command),
+        data=data,
+        license=LICENSE,
+    )
+    compile_tensorrt(out, TensorRTMode.AUTO)
+    log.info("wrote %s", out)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data-root",
+        type=Path,
+        default=Path("../shared/data"),
+        help="folder with ravdess/ and emodb/ (default ../shared/data)",
+    )
+    parser.add_argument("--data", action="append", metavar="SPEC", help="override the corpora (repeatable)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_BUNDLE, help="bundle directory (default assets/default)")
+    parser.add_argument("--runs", type=Path, default=Path("runs/default"), help="where the training runs go")
+    parser.add_argument("--steps", action="append", type=Step, choices=list(Step), help="repeatable (default: all)")
+    parser.add_argument("--reuse", action="store_true", help="skip training steps whose metrics.json exists")
+    parser.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="torch.compile the encoders (default on: ~10x faster on CPU)",
+    )
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--arch")
+    parser.add_argument("--width", type=int)
+    parser.add_argument("--augment", type=Augment, choices=list(Augment))
+    parser.add_argument("--synthetic-per-class", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cache-dir", type=Path)
+    parser.add_argument("--latency-runs", type=int, default=200)
+
+
+def run(args: argparse.Namespace) -> int:
+    steps = set(args.steps or list(Step))
+    cfgs = configs(args)
+    results: dict[str, dict[str, Any]] = {}
+    for name, cfg in cfgs.items():
+        step = Step.CROSS if "_to_" in name else Step(name)
+        metrics_file = Path(cfg.out) / "metrics.json"
+        if step in steps:
+            results[name] = run_step(cfg, args.reuse)
+        elif metrics_file.is_file():  # an earlier run's figures, for the bundle
+            results[name] = json.loads(metrics_file.read_text(encoding="utf-8"))
+    if Step.CROSS in steps and not any("_to_" in k for k in cfgs):
+        log.info("cross-corpus step skipped: it needs both ravdess and emodb among the corpora")
+    command = getattr(args, "command_line", "synesthesia-train default")
+    if Step.BUNDLE in steps:
+        if "main" not in results:
+            raise ConfigError(f"{cfgs['main'].out}: no main run to bundle; include the main step")
+        write_default_bundle(Path(args.out), results, cfgs["main"], command)
+    if Step.GAN in steps:
+        if importlib.util.find_spec("trainer.gan") is None:
+            log.info("GAN part: skipped (trainer.gan is not in this build); the bundle is audio-only")
+        else:
+            gan = importlib.import_module("trainer.gan")
+            if hasattr(gan, "build_default"):
+                gan.build_default(Path(args.out), Path(args.runs), Path(args.data_root))
+            else:
+                log.info("GAN part: skipped (trainer.gan has no build_default); the bundle is audio-only")
+    print(json.dumps(json_safe(bundle_metrics(results, command)["goals"]) if "main" in results else {}))
+    return 0

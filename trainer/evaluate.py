@@ -1,0 +1,140 @@
+"""`synesthesia-train evaluate`: score a bundle on labelled audio, through the engine's own backends.
+
+Clips are decoded, trimmed and featurised like in training, z-scored with the bundle's statistics and
+run through ONNX Runtime (or torch). Figures: accuracy, macro-F1, per-class F1, confusion, valence and
+arousal R²/CCC. Clips whose speaker was in the bundle's training data are reported separately: only
+the held-out speakers measure what a gallery will hear. The GAN part of a bundle is evaluated by
+`trainer.gan.evaluate_bundle(bundle_dir, args)` when that module provides it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engine.errors import ConfigError
+from engine.inference.base import Component
+from engine.models.bundle import load_bundle
+from trainer import reports
+from trainer.features import FeatureCache, standardize
+from trainer.train_audio import SYNTHETIC, bank_from, json_safe, load_records
+
+log = logging.getLogger("synesthesia.train.evaluate")
+
+
+def runner_for(bundle, backend: str):
+    if backend == "torch":
+        from engine.inference.torch_backend import TorchRunner
+
+        return TorchRunner(bundle, Component.AUDIO)
+    from engine.inference.onnx_backend import OnnxRunner
+
+    return OnnxRunner(bundle, Component.AUDIO, threads=2)
+
+
+def evaluate_bundle(
+    bundle_dir: str | Path | None,
+    specs: list[str],
+    taxonomy_name: str | None = None,
+    backend: str = "onnx",
+    cache_dir: Path | None = None,
+    out: Path | None = None,
+) -> dict[str, Any]:
+    from trainer.taxonomy import get_taxonomy
+
+    bundle = load_bundle(bundle_dir)
+    man = bundle.manifest
+    tax_name = taxonomy_name or man.data.get("taxonomy", {}).get("name") or "default"
+    taxonomy = get_taxonomy(tax_name)
+    if list(taxonomy.classes) != bundle.classes:
+        raise ConfigError(
+            f"taxonomy {tax_name!r} has classes {list(taxonomy.classes)}; the bundle has {bundle.classes}"
+        )
+    frontend = bundle.frontend_config()
+    records, sources, report = load_records(specs, taxonomy, frontend)
+    bank = bank_from(records, sources, FeatureCache(frontend, cache_dir), taxonomy)
+    runner = runner_for(bundle, backend)
+    logits, va = [], []
+    for start in range(0, len(bank), 32):
+        x = standardize(bank.mels[start : start + 32], np.asarray(man.audio.mel_mean), np.asarray(man.audio.mel_std))
+        res = runner(x.numpy())
+        logits.append(res[0])
+        va.append(res[1])
+    logits_a, va_a = np.concatenate(logits), np.concatenate(va)
+    preds = logits_a.argmax(1)
+    seen = set(man.data.get("split", {}).get("train_speakers", []))
+    held = set(man.data.get("split", {}).get("val_speakers", []))
+
+    def scores(sel: np.ndarray) -> dict[str, Any]:
+        m = reports.classification_metrics(bank.labels[sel], preds[sel], bundle.classes)
+        if sel.any():
+            m["va"] = reports.va_metrics(bank.va[sel], va_a[sel], bank.has_va[sel])
+        return m
+
+    everything = np.ones(len(bank), dtype=bool)
+    result: dict[str, Any] = {
+        "bundle": str(bundle.path),
+        "backend": runner.describe(),
+        "taxonomy": tax_name,
+        "data": {"specs": specs, "load": report},
+        "all": scores(everything),
+    }
+    if held:
+        sel = np.array([s in held for s in bank.speakers])
+        result["bundle_validation_speakers"] = scores(sel)
+    if seen:
+        sel = np.array([s in seen for s in bank.speakers])
+        result["seen_in_training"] = {"clips": int(sel.sum()), **scores(sel)}
+        result["unseen_speakers"] = scores(~sel)
+    result["note"] = (
+        "'all' includes any clip the bundle was trained on; 'unseen_speakers' and 'bundle_validation_speakers' "
+        "are the honest figures"
+        if seen or held
+        else "the bundle does not list its training speakers: figures may include clips it was trained on"
+    )
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "evaluate.json").write_text(json.dumps(json_safe(result), indent=2) + "\n", encoding="utf-8")
+        reports.plot_confusion(
+            result["all"]["confusion"], bundle.classes, f"{man.name} on {', '.join(specs)}", out / "confusion.png"
+        )
+    return result
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--bundle", type=Path, help="bundle directory (default: assets/default)")
+    parser.add_argument("--data", action="append", metavar="SPEC", help="labelled audio (repeatable; see audio)")
+    parser.add_argument("--taxonomy", help="default: the bundle's own")
+    parser.add_argument("--backend", choices=["onnx", "torch"], default="onnx")
+    parser.add_argument("--cache-dir", type=Path)
+    parser.add_argument("--out", type=Path, help="write evaluate.json and confusion.png here")
+
+
+def run(args: argparse.Namespace) -> int:
+    result: dict[str, Any] = {}
+    if args.data:
+        result = evaluate_bundle(args.bundle, args.data, args.taxonomy, args.backend, args.cache_dir, args.out)
+        if any(spec.split(":")[0] == SYNTHETIC for spec in args.data):
+            log.info("procedural clips are a smoke test, not a measure of real speech")
+    bundle = load_bundle(args.bundle)
+    if bundle.manifest.generator is not None and importlib.util.find_spec("trainer.gan") is not None:
+        gan = importlib.import_module("trainer.gan")
+        if hasattr(gan, "evaluate_bundle"):
+            result["gan"] = gan.evaluate_bundle(bundle.path, args)
+    if not result:
+        raise ConfigError("nothing to evaluate: give --data SPEC (labelled audio)")
+    summary = {k: v for k, v in result.items() if k in ("bundle", "backend", "note")}
+    for part in ("all", "unseen_speakers", "bundle_validation_speakers"):
+        if part in result:
+            summary[part] = {k: result[part][k] for k in ("n", "accuracy", "macro_f1") if k in result[part]}
+    if "gan" in result:
+        summary["gan"] = result["gan"]
+    print(json.dumps(json_safe(summary)))
+    return 0

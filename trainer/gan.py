@@ -1,0 +1,587 @@
+"""The conditional GAN of DESIGN.md §4: `synesthesia-train gan`.
+
+Generator: engine.models.generator.Generator, G(z, c) with conditional batch norm, c a shared-space vector.
+Discriminator: residual down-sampling blocks with spectral normalisation on every weight (Miyato et al.
+2018) and a projection head for the condition (Miyato & Koyama 2018): D(x, c) = psi(phi(x)) +
+<V c, phi(x)>, where c is a continuous 128-d vector rather than a class id. Hinge loss. Differentiable
+augmentation (trainer.diffaug) on everything D sees. An exponential moving average of G's weights is the
+generator that is evaluated and exported.
+
+Conditions: every real artwork is paired with its own shared vector from the aligned image encoder;
+optionally a share of pairs (real and fake alike, so D cannot tell the modality apart) takes instead the
+shared vector of an audio clip of the same emotion, so G also sees where sound lands in the space.
+
+Training reads top to bottom in `train_gan`; checkpoints (gan_last.pt) carry the configs and everything
+needed to resume.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
+
+from engine.models.checkpoint import save_generator
+from engine.models.generator import Generator, GeneratorConfig
+from trainer.artimages import ArtImages
+from trainer.diffaug import Augment, diff_augment
+from trainer.image_encoder import ArtEncoder
+
+log = logging.getLogger("synesthesia.gan")
+
+
+# --------------------------------------------------------------------------------------------------
+# Configuration
+
+
+class DiscriminatorConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    resolution: int = Field(128, ge=16, le=256)
+    cond_dim: int = Field(128, gt=0)
+    base_channels: int = Field(16, gt=0, description="channels of the first block; doubles per halving")
+    max_channels: int = Field(256, gt=0)
+
+    def channels(self) -> list[int]:
+        """Output channels of each down block, from full resolution to 4x4."""
+        n = int(np.log2(self.resolution)) - 2
+        return [min(self.max_channels, self.base_channels * 2**i) for i in range(n)]
+
+
+class GanConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    generator: GeneratorConfig = GeneratorConfig()
+    discriminator: DiscriminatorConfig = DiscriminatorConfig()
+    steps: int = Field(2000, ge=1)
+    batch_size: int = Field(32, ge=2)
+    d_steps: int = Field(2, ge=1, description="discriminator updates per generator update")
+    lr_g: float = Field(2e-4, gt=0)
+    lr_d: float = Field(4e-4, gt=0, description="twice G's: D learns slowly under spectral norm (TTUR)")
+    beta1: float = Field(0.0, ge=0, lt=1)
+    beta2: float = Field(0.99, ge=0, lt=1)
+    augment: tuple[Augment, ...] = (Augment.TRANSLATION,)
+    colour_strength: float = Field(0.25, ge=0)
+    ema_decay: float = Field(0.999, ge=0, lt=1)
+    ema_start: int = Field(200, ge=0, description="steps before the EMA starts averaging (it copies until then)")
+    cond_noise: float = Field(0.03, ge=0, description="Gaussian noise on conditions before re-normalising")
+    w_mode_seeking: float = Field(1.0, ge=0, description="weight of the mode-seeking (diversity) term in G's loss")
+    audio_fraction: float = Field(0.25, ge=0, le=1, description="share of pairs conditioned on audio vectors")
+    checkpoint_every: int = Field(250, ge=1)
+    sample_every: int = Field(500, ge=1)
+    seed: int = 0
+
+
+# --------------------------------------------------------------------------------------------------
+# Discriminator and losses
+
+
+class DownBlock(nn.Module):
+    """Pre-activation residual block with spectral norm; average-pools by 2 when `down`."""
+
+    def __init__(self, c_in: int, c_out: int, *, down: bool, first: bool) -> None:
+        super().__init__()
+        self.first = first
+        self.down = down
+        self.conv1 = spectral_norm(nn.Conv2d(c_in, c_out, 3, padding=1))
+        self.conv2 = spectral_norm(nn.Conv2d(c_out, c_out, 3, padding=1))
+        self.skip = spectral_norm(nn.Conv2d(c_in, c_out, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x if self.first else F.relu(x)
+        h = self.conv2(F.relu(self.conv1(h)))
+        if self.down:
+            h = F.avg_pool2d(h, 2)
+        # first block: pool then 1x1 (cheaper on the 3-channel input); later: 1x1 then pool
+        if self.first:
+            s = self.skip(F.avg_pool2d(x, 2) if self.down else x)
+        else:
+            s = self.skip(x)
+            s = F.avg_pool2d(s, 2) if self.down else s
+        return h + s
+
+
+class ProjectionDiscriminator(nn.Module):
+    """D(x [B, 3, R, R], c [B, cond_dim]) -> score [B]: psi(phi(x)) + <V c, phi(x)>."""
+
+    def __init__(self, cfg: DiscriminatorConfig) -> None:
+        super().__init__()
+        self.config = cfg
+        ch = cfg.channels()
+        blocks = []
+        c_in = 3
+        for i, c_out in enumerate(ch):
+            blocks.append(DownBlock(c_in, c_out, down=True, first=i == 0))
+            c_in = c_out
+        blocks.append(DownBlock(c_in, c_in, down=False, first=False))  # 4x4
+        self.blocks = nn.ModuleList(blocks)
+        self.linear = spectral_norm(nn.Linear(c_in, 1))
+        self.embed = spectral_norm(nn.Linear(cfg.cond_dim, c_in, bias=False))
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        h = x
+        for block in self.blocks:
+            h = block(h)
+        phi = F.relu(h).sum(dim=(2, 3))  # [B, C] global sum pooling
+        return self.linear(phi).squeeze(1) + (self.embed(c) * phi).sum(dim=1)  # [B]
+
+
+def d_hinge_loss(real_scores: torch.Tensor, fake_scores: torch.Tensor) -> torch.Tensor:
+    """Discriminator hinge loss: real scores pushed above +1, fake below -1."""
+    return F.relu(1.0 - real_scores).mean() + F.relu(1.0 + fake_scores).mean()
+
+
+def g_hinge_loss(fake_scores: torch.Tensor) -> torch.Tensor:
+    """Generator hinge loss: raise D's score of fakes."""
+    return -fake_scores.mean()
+
+
+def mode_seeking_loss(
+    x1: torch.Tensor, x2: torch.Tensor, z1: torch.Tensor, z2: torch.Tensor, cap: float = 0.25
+) -> torch.Tensor:
+    """Diversity term against within-emotion collapse (mode seeking, Mao et al. 2019, in the bounded form of
+    Yang et al. 2019): two latents under one condition should give images as different as the latents are.
+    Returns -min(image distance / latent distance, cap), averaged; `cap` (about what two real artworks of
+    one emotion score) stops it pushing for more variety than the art has. x [B, 3, R, R], z [B, Z]."""
+    ratio = (x1 - x2).abs().mean(dim=(1, 2, 3)) / (z1 - z2).abs().mean(dim=1)  # [B]
+    return -ratio.clamp(max=cap).mean()
+
+
+@torch.no_grad()
+def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    """ema <- decay * ema + (1 - decay) * model for parameters; buffers (BN statistics) are copied."""
+    for pe, pm in zip(ema.parameters(), model.parameters(), strict=True):
+        pe.lerp_(pm, 1.0 - decay)
+    for be, bm in zip(ema.buffers(), model.buffers(), strict=True):
+        be.copy_(bm)
+
+
+# --------------------------------------------------------------------------------------------------
+# Conditions
+
+
+@dataclass
+class ConditionBank:
+    """Shared vectors to condition on: one per real artwork, and optionally audio vectors by label."""
+
+    art: torch.Tensor  # [N, S], art[i] belongs to real image i
+    art_labels: torch.Tensor  # [N]
+    audio: torch.Tensor | None = None  # [Na, S]
+    audio_labels: torch.Tensor | None = None  # [Na]
+    _audio_by_label: list[torch.Tensor] = field(default_factory=list, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.audio is not None and self.audio_labels is not None:
+            n_classes = int(self.art_labels.max()) + 1
+            self._audio_by_label = [torch.nonzero(self.audio_labels == c).flatten() for c in range(n_classes)]
+
+    def for_images(self, index: torch.Tensor, audio_fraction: float, gen: torch.Generator) -> torch.Tensor:
+        """The condition of each real image in `index`: its own vector, or (with probability
+        audio_fraction) a random audio vector of its emotion."""
+        c = self.art[index].clone()
+        if self.audio is None or audio_fraction <= 0:
+            return c
+        swap = torch.rand(len(index), generator=gen) < audio_fraction
+        for k in torch.nonzero(swap).flatten().tolist():
+            pool = self._audio_by_label[int(self.art_labels[index[k]])]
+            if len(pool):
+                c[k] = self.audio[pool[torch.randint(len(pool), (1,), generator=gen)]]
+        return c
+
+
+def jitter(c: torch.Tensor, sigma: float, gen: torch.Generator) -> torch.Tensor:
+    """Small Gaussian noise on unit condition vectors, re-normalised (robustness between clusters)."""
+    if sigma <= 0:
+        return c
+    noise = torch.randn(c.shape, generator=gen) * (sigma / c.shape[1] ** 0.5)
+    return F.normalize(c + noise, dim=1)
+
+
+# --------------------------------------------------------------------------------------------------
+# Training
+
+
+@dataclass
+class GanResult:
+    generator: Generator  # the EMA generator, eval mode
+    config: GanConfig
+    step: int
+    history: list[dict[str, float]]
+
+
+def _checkpoint(
+    path: Path,
+    cfg: GanConfig,
+    step: int,
+    G: Generator,
+    G_ema: Generator,
+    D: ProjectionDiscriminator,
+    opt_g: torch.optim.Optimizer,
+    opt_d: torch.optim.Optimizer,
+    history: list[dict[str, float]],
+    gen: torch.Generator,
+) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(
+        {
+            "kind": "gan",
+            "config": cfg.model_dump(mode="json"),
+            "step": step,
+            "generator": G.state_dict(),
+            "generator_ema": G_ema.state_dict(),
+            "discriminator": D.state_dict(),
+            "opt_g": opt_g.state_dict(),
+            "opt_d": opt_d.state_dict(),
+            "history": history,
+            "rng": gen.get_state(),
+        },
+        tmp,
+    )
+    tmp.replace(path)
+
+
+def load_gan_checkpoint(path: str | Path) -> dict[str, Any]:
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(ckpt, dict) or ckpt.get("kind") != "gan":
+        raise ValueError(f"{path}: not a GAN checkpoint")
+    return ckpt
+
+
+def ema_generator_from_checkpoint(path: str | Path) -> Generator:
+    ckpt = load_gan_checkpoint(path)
+    cfg = GanConfig.model_validate(ckpt["config"])
+    G = Generator(cfg.generator)
+    G.load_state_dict(ckpt["generator_ema"])
+    return G.eval()
+
+
+def train_gan(
+    art: ArtImages,
+    conditions: ConditionBank,
+    cfg: GanConfig,
+    out_dir: Path,
+    *,
+    resume: bool = False,
+    on_sample: Any = None,
+) -> GanResult:
+    """Train G and D on `art` (resized to the generator's resolution) conditioned on `conditions`.
+
+    Writes out_dir/gan_last.pt every `checkpoint_every` steps and at the end; with `resume`, continues
+    from it (the config must match, except `steps`, which may grow). `on_sample(step, G_ema)` is called
+    every `sample_every` steps (for sample grids).
+    """
+    res = cfg.generator.resolution
+    if cfg.discriminator.resolution != res or cfg.discriminator.cond_dim != cfg.generator.cond_dim:
+        raise ValueError("generator and discriminator must agree on resolution and condition size")
+    if conditions.art.shape != (len(art), cfg.generator.cond_dim):
+        raise ValueError(
+            f"need one {cfg.generator.cond_dim}-d condition per artwork, got {tuple(conditions.art.shape)}"
+        )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out_dir / "gan_last.pt"
+
+    # 1. Data: uint8 images kept compact; each batch is converted and resized on the fly.
+    images = torch.from_numpy(art.images).permute(0, 3, 1, 2).contiguous()  # [N, 3, R0, R0] uint8
+
+    def real_batch(index: torch.Tensor) -> torch.Tensor:
+        x = images[index].float().div_(127.5).sub_(1.0)  # [B, 3, R0, R0] in [-1, 1]
+        if x.shape[-1] != res:
+            x = F.interpolate(x, size=(res, res), mode="area" if x.shape[-1] > res else "bilinear")
+        return x
+
+    # 2. Models and optimisers.
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    G = Generator(cfg.generator)
+    D = ProjectionDiscriminator(cfg.discriminator)
+    G_ema = copy.deepcopy(G).eval()
+    for p in G_ema.parameters():
+        p.requires_grad_(False)
+    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, cfg.beta2))
+    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2))
+    history: list[dict[str, float]] = []
+    start = 0
+
+    # 3. Resume.
+    if resume and ckpt_path.is_file():
+        ckpt = load_gan_checkpoint(ckpt_path)
+        saved = GanConfig.model_validate(ckpt["config"])
+        if saved.model_copy(update={"steps": cfg.steps}) != cfg:
+            raise ValueError(f"{ckpt_path}: saved config differs from this run's (only --steps may change on resume)")
+        G.load_state_dict(ckpt["generator"])
+        G_ema.load_state_dict(ckpt["generator_ema"])
+        D.load_state_dict(ckpt["discriminator"])
+        opt_g.load_state_dict(ckpt["opt_g"])
+        opt_d.load_state_dict(ckpt["opt_d"])
+        history = list(ckpt["history"])
+        gen.set_state(ckpt["rng"])
+        start = int(ckpt["step"])
+        log.info("resumed GAN training from %s at step %d", ckpt_path, start)
+
+    # 4. The loop: one D step and one G step per iteration.
+    B, Z = cfg.batch_size, cfg.generator.z_dim
+    n = len(art)
+    t0 = time.perf_counter()
+    window: dict[str, float] = {"d": 0.0, "g": 0.0, "ms": 0.0, "real": 0.0, "fake": 0.0}
+    n_window = 0
+    G.train()
+    D.train()
+    for step in range(start + 1, cfg.steps + 1):
+        # D steps: real pairs (x, c_x) against fakes G(z, c) for conditions of other real images.
+        for _ in range(cfg.d_steps):
+            real_idx = torch.randint(n, (B,), generator=gen)
+            fake_idx = torch.randint(n, (B,), generator=gen)
+            x_real = real_batch(real_idx)
+            c_real = jitter(conditions.for_images(real_idx, cfg.audio_fraction, gen), cfg.cond_noise, gen)
+            c_fake = jitter(conditions.for_images(fake_idx, cfg.audio_fraction, gen), cfg.cond_noise, gen)
+            with torch.no_grad():
+                x_fake = G(torch.randn(B, Z, generator=gen), c_fake)
+            real_scores = D(diff_augment(x_real, cfg.augment, cfg.colour_strength), c_real)
+            fake_scores = D(diff_augment(x_fake, cfg.augment, cfg.colour_strength), c_fake)
+            loss_d = d_hinge_loss(real_scores, fake_scores)
+            opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            opt_d.step()
+
+        # G step: fresh z; the conditions of the first half repeated in the second, so that pairs
+        # (i, i + B/2) share a condition and differ in z, for the mode-seeking term.
+        for p in D.parameters():
+            p.requires_grad_(False)
+        half = B // 2
+        c_pairs = torch.cat([c_fake[:half], c_fake[:half], c_fake[2 * half :]])  # [B, S]
+        z = torch.randn(B, Z, generator=gen)
+        x_fake = G(z, c_pairs)
+        loss_adv = g_hinge_loss(D(diff_augment(x_fake, cfg.augment, cfg.colour_strength), c_pairs))
+        loss_ms = mode_seeking_loss(x_fake[:half], x_fake[half : 2 * half], z[:half], z[half : 2 * half])
+        loss_g = loss_adv + cfg.w_mode_seeking * loss_ms
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        opt_g.step()
+        for p in D.parameters():
+            p.requires_grad_(True)
+
+        # EMA of G: a plain copy during the first steps, then the moving average.
+        update_ema(G_ema, G, 0.0 if step <= cfg.ema_start else cfg.ema_decay)
+
+        window["d"] += loss_d.item()
+        window["g"] += loss_adv.item()
+        window["ms"] += loss_ms.item()
+        window["real"] += real_scores.mean().item()
+        window["fake"] += fake_scores.mean().item()
+        n_window += 1
+        if step % 50 == 0 or step == cfg.steps:
+            row = {"step": step, **{k: v / n_window for k, v in window.items()}, "seconds": time.perf_counter() - t0}
+            history.append(row)
+            log.info(
+                "gan step %d/%d  D %.3f  G %.3f  diversity %.3f  D(real) %.2f  D(fake) %.2f  %.2f s/step",
+                step, cfg.steps, row["d"], row["g"], row["ms"], row["real"], row["fake"],
+                (time.perf_counter() - t0) / (step - start),
+            )  # fmt: skip
+            window = dict.fromkeys(window, 0.0)
+            n_window = 0
+        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+            _checkpoint(ckpt_path, cfg, step, G, G_ema, D, opt_g, opt_d, history, gen)
+        if on_sample is not None and (step % cfg.sample_every == 0 or step == cfg.steps):
+            on_sample(step, G_ema)
+
+    # 5. The EMA generator is the result.
+    if start >= cfg.steps:
+        log.info("checkpoint already at step %d >= %d; nothing to train", start, cfg.steps)
+    return GanResult(G_ema.eval(), cfg, max(start, cfg.steps), history)
+
+
+def condition_bank(
+    art_encoder: ArtEncoder,
+    art: ArtImages,
+    audio_shared: torch.Tensor | None = None,
+    audio_labels: np.ndarray | None = None,
+) -> ConditionBank:
+    """Shared vectors of every artwork from the (frozen) aligned image encoder, plus audio vectors if given."""
+    _, shared = art_encoder.encode(art.tensor())
+    return ConditionBank(
+        art=shared,
+        art_labels=torch.from_numpy(art.labels),
+        audio=audio_shared,
+        audio_labels=None if audio_labels is None else torch.from_numpy(np.asarray(audio_labels)),
+    )
+
+
+def save_gan_outputs(result: GanResult, out_dir: Path) -> Path:
+    """generator_ema.pt: the EMA generator as an engine checkpoint (config + state_dict)."""
+    path = out_dir / "generator_ema.pt"
+    save_generator(result.generator, path, extra={"gan_config": result.config.model_dump(mode="json")})
+    return path
+
+
+# --------------------------------------------------------------------------------------------------
+# Command line
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from trainer.align_data import add_data_arguments
+
+    add_data_arguments(parser)
+    parser.add_argument("--out", type=Path, default=Path("runs/gan"), help="output directory (default runs/gan)")
+    parser.add_argument(
+        "--align",
+        type=Path,
+        default=None,
+        help="align.pt, or art_space.pt for conditions from artworks only, from `synesthesia-train align` "
+        "(default: OUT/../align/align.pt, else OUT/../align/art_space.pt)",
+    )
+    parser.add_argument("--resolution", type=int, default=128, help="64..256, power of two (default 128)")
+    parser.add_argument("--base-channels", type=int, default=8, help="generator channels at full resolution")
+    parser.add_argument("--d-channels", type=int, default=16, help="discriminator channels at full resolution")
+    parser.add_argument("--z-dim", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=GanConfig.model_fields["steps"].default)
+    parser.add_argument("--batch-size", type=int, default=GanConfig.model_fields["batch_size"].default)
+    parser.add_argument("--d-steps", type=int, default=2, help="discriminator updates per generator update")
+    parser.add_argument("--lr-g", type=float, default=2e-4)
+    parser.add_argument("--lr-d", type=float, default=4e-4)
+    parser.add_argument(
+        "--augment",
+        default="translation",
+        help="comma-separated DiffAugment policy from colour, translation, cutout ('' for none)",
+    )
+    parser.add_argument("--audio-fraction", type=float, default=0.25, help="share of pairs conditioned on audio")
+    parser.add_argument("--ema-decay", type=float, default=0.999)
+    parser.add_argument("--mode-seeking", type=float, default=1.0, help="weight of the mode-seeking term (0: off)")
+    parser.add_argument("--checkpoint-every", type=int, default=250)
+    parser.add_argument("--sample-every", type=int, default=500)
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/gan_last.pt")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-eval", action="store_true", help="skip the evaluation and figures at the end")
+    parser.add_argument(
+        "--evaluate",
+        type=Path,
+        default=None,
+        metavar="BUNDLE",
+        help="no training: GAN metrics of a bundle's generator (with its art_encoder.pt) on the data flags' art",
+    )
+    parser.add_argument("--figures", action="store_true", help="with --evaluate: also write the grids to --out")
+    parser.add_argument(
+        "--eval-per-class", type=int, default=200, help="generated images per emotion for the metrics (default 200)"
+    )
+
+
+def parse_policy(text: str) -> tuple[Augment, ...]:
+    try:
+        return tuple(Augment(p.strip()) for p in text.split(",") if p.strip())
+    except ValueError as exc:
+        raise SystemExit(f"--augment: {exc}; choose from {', '.join(a.value for a in Augment)}") from exc
+
+
+def gan_config_from_args(args: argparse.Namespace, cond_dim: int) -> GanConfig:
+    return GanConfig(
+        generator=GeneratorConfig(
+            resolution=args.resolution, z_dim=args.z_dim, cond_dim=cond_dim, base_channels=args.base_channels
+        ),
+        discriminator=DiscriminatorConfig(resolution=args.resolution, cond_dim=cond_dim, base_channels=args.d_channels),
+        steps=args.steps,
+        batch_size=args.batch_size,
+        d_steps=args.d_steps,
+        lr_g=args.lr_g,
+        lr_d=args.lr_d,
+        augment=parse_policy(args.augment),
+        audio_fraction=args.audio_fraction,
+        ema_decay=args.ema_decay,
+        w_mode_seeking=args.mode_seeking,
+        ema_start=min(200, args.steps // 5),
+        checkpoint_every=args.checkpoint_every,
+        sample_every=args.sample_every,
+        seed=args.seed,
+    )
+
+
+def resolve_alignment(path: Path | None, out: Path) -> Path:
+    """The --align file, or the default align.pt / art_space.pt beside the output directory."""
+    candidates = (
+        [path] if path is not None else [out.parent / "align" / "align.pt", out.parent / "align" / "art_space.pt"]
+    )
+    for p in candidates:
+        if p.is_file():
+            return p
+    raise SystemExit(f"no alignment at {' or '.join(map(str, candidates))}: run `synesthesia-train align` first")
+
+
+def run(args: argparse.Namespace) -> int:
+    from trainer import art_eval
+    from trainer.align import embed_audio, load_alignment, load_art_space
+    from trainer.align_data import load_bundle_models, load_data
+
+    torch.set_num_threads(args.threads)
+    if args.evaluate is not None:
+        args.bundle = args.evaluate
+        data = load_data(args)
+        models = load_bundle_models(args.evaluate)
+        if models.generator is None:
+            raise SystemExit(f"{args.evaluate}: the bundle has no generator")
+        bank = condition_bank(models.art_encoder, data.art_train)
+        report = art_eval.evaluate_generator(
+            models.generator, models.art_encoder, data.art_train, data.art_val, bank,
+            models.audio_model, data.audio_val, args.out if args.figures else None, per_class=args.eval_per_class,
+        )  # fmt: skip
+        print(json.dumps(report, indent=2))
+        print(art_eval.summary_line(report))
+        return 0
+
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    align_path = resolve_alignment(args.align, out)
+    kind = torch.load(align_path, map_location="cpu", weights_only=True).get("kind")
+    with_audio = kind == "alignment" and args.audio_fraction > 0
+    data = load_data(args, need_audio=with_audio)
+    if with_audio:
+        # conditions from artworks and from audio clips (both land in the shared space)
+        art_encoder, audio_model = load_alignment(align_path, data.audio_model)
+        with torch.no_grad():
+            audio_shared = audio_model.projection(embed_audio(audio_model, data.audio_train.features))
+        bank = condition_bank(art_encoder, data.art_train, audio_shared, data.audio_train.labels)
+    else:
+        # the art side alone: the GAN does not need an audio encoder
+        art_encoder, audio_model = load_art_space(align_path).art_encoder, None
+        bank = condition_bank(art_encoder, data.art_train)
+    log.info("conditions from %s (%s)", align_path, "artworks and audio" if with_audio else "artworks")
+    cfg = gan_config_from_args(args, cond_dim=bank.art.shape[1])
+    (out / "gan_config.json").write_text(cfg.model_dump_json(indent=2) + "\n", encoding="utf-8")
+
+    def on_sample(step: int, G_ema: Generator) -> None:
+        art_eval.emotion_grid(G_ema, bank, data.art_train.classes, out / f"samples_{step:06d}.png", seed=0)
+
+    result = train_gan(data.art_train, bank, cfg, out, resume=args.resume, on_sample=on_sample)
+    save_gan_outputs(result, out)
+    if not args.no_eval:
+        report = art_eval.evaluate_generator(
+            result.generator, art_encoder, data.art_train, data.art_val, bank, audio_model, data.audio_val, out,
+            per_class=args.eval_per_class,
+        )  # fmt: skip
+        (out / "gan_metrics.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        print(art_eval.summary_line(report))
+    print(f"wrote {out / 'generator_ema.pt'} ({result.step} steps)")
+    return 0
+
+
+def build_art_half(*args: Any, **kwargs: Any) -> Any:
+    """trainer.art_default.build_art_half (alignment, GAN, index, metrics from an audio model)."""
+    from trainer.art_default import build_art_half as build
+
+    return build(*args, **kwargs)
+
+
+def build_default(bundle_dir: Path, runs_dir: Path, data_root: Path) -> None:
+    """The hook of `synesthesia-train default`: add the art half to the audio-only bundle it wrote."""
+    from trainer.art_default import build_default as build
+
+    build(bundle_dir, runs_dir, data_root)
