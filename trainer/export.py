@@ -215,9 +215,16 @@ def export_checkpoint(
     return compile_tensorrt(out, tensorrt) or manifest
 
 
-def compile_tensorrt(out: str | Path, mode: TensorRTMode = TensorRTMode.AUTO) -> Manifest | None:
-    """Compile the bundle's audio model with torch-tensorrt (FP16), check it against torch, add it to the
-    manifest under its cache key. Returns the new manifest, or None when skipped (said in one line)."""
+def compile_tensorrt(
+    out: str | Path, mode: TensorRTMode = TensorRTMode.AUTO, component: str = "audio"
+) -> Manifest | None:
+    """Compile one network of the bundle (`component`: audio or generator) with torch-tensorrt (FP16),
+    check it against torch, add it to the manifest under its cache key. Returns the new manifest, or None
+    when skipped (said in one line).
+
+    The program is built for the engine's own example inputs (batch 1, what the live analysis and
+    render loops run), so `engine.inference.tensorrt_backend` loads it as is.
+    """
     if mode is TensorRTMode.OFF:
         return None
     reason = None
@@ -228,7 +235,7 @@ def compile_tensorrt(out: str | Path, mode: TensorRTMode = TensorRTMode.AUTO) ->
     if reason:
         if mode is TensorRTMode.ON:
             raise ExportError(f"TensorRT compile requested but {reason}")
-        log.info("TensorRT: skipped (%s)", reason)
+        log.info("TensorRT (%s): skipped (%s)", component, reason)
         return None
     import torch_tensorrt as trt
 
@@ -237,10 +244,11 @@ def compile_tensorrt(out: str | Path, mode: TensorRTMode = TensorRTMode.AUTO) ->
     from engine.inference.torch_backend import load_module
     from engine.models.bundle import MANIFEST, load_bundle
 
+    part = Component(component)
     out = Path(out)
     bundle = load_bundle(out)
-    module = load_module(bundle, Component.AUDIO).cuda().eval()
-    example = [torch.as_tensor(x, device="cuda") for x in example_inputs(Component.AUDIO, bundle.manifest, batch=2)]
+    module = load_module(bundle, part).cuda().eval()
+    example = [torch.as_tensor(x, device="cuda") for x in example_inputs(part, bundle.manifest)]
     compiled = trt.compile(module, ir="dynamo", inputs=example, enabled_precisions={torch.float16})
     with torch.no_grad():
         err = max(
@@ -249,14 +257,15 @@ def compile_tensorrt(out: str | Path, mode: TensorRTMode = TensorRTMode.AUTO) ->
         )
     if not err <= TRT_ATOL:
         raise ExportError(f"TensorRT FP16 differs from torch by {err:.3g} (tolerance {TRT_ATOL:g})")
-    key = cache_key(Component.AUDIO, getattr(trt, "__version__", "unknown"))
+    key = cache_key(part, getattr(trt, "__version__", "unknown"))
     fname = f"tensorrt/{key}.ep"
     (out / "tensorrt").mkdir(exist_ok=True)
     trt.save(compiled, str(out / fname), inputs=example)
     raw = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
     raw["tensorrt"] = {**raw.get("tensorrt", {}), key: fname}
     raw["files"] = sorted({*raw["files"], fname})
-    raw.setdefault("metrics", {}).setdefault("export_parity_max_abs", {})["tensorrt_fp16"] = err
+    parity_key = "tensorrt_fp16" if part is Component.AUDIO else f"tensorrt_fp16_{part.value}"
+    raw.setdefault("metrics", {}).setdefault("export_parity_max_abs", {})[parity_key] = err
     log.info("TensorRT: compiled %s (parity %.2g)", fname, err)
     return write_manifest(out, raw)
 
