@@ -252,7 +252,8 @@ def bank_from(records, sources, cache: FeatureCache, taxonomy, progress: bool = 
 
     from trainer.taxonomy import va_target
 
-    with tqdm(total=len(sources), desc="features", unit="clip", disable=not progress, leave=False) as bar:
+    show = progress and sys.stderr.isatty()  # bars for a terminal; a log file gets the summary lines
+    with tqdm(total=len(sources), desc="features", unit="clip", disable=not show, leave=False) as bar:
         audio, mels = cache.get_many(sources, progress=bar.update)
     labels = np.array([-1 if (i := taxonomy.index_of(r.emotion)) is None else i for r in records], dtype=np.int64)
     targets = [va_target(r) for r in records]
@@ -613,7 +614,8 @@ def train(
         encoder.train()
         batches = epoch_batches(len(prep.train), cfg.batch_size, epoch, cfg.seed, dist.world, dist.rank)
         total, correct, seen = 0.0, 0, 0
-        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", disable=not dist.main, leave=False)
+        show = dist.main and sys.stderr.isatty()  # bars for a terminal; a log file gets the epoch lines
+        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", disable=not show, leave=False)
         for step, index in enumerate(bar):
             x, y, va, has_va = batches_of(index, epoch, step, dist.rank)
             out_t = net(x)
