@@ -66,6 +66,12 @@ class Augment(StrEnum):
     FULL = "full"  # wave then spec
 
 
+class Device(StrEnum):
+    AUTO = "auto"  # CUDA when visible, else CPU
+    CPU = "cpu"
+    CUDA = "cuda"
+
+
 class TrainConfig(BaseModel):
     """Everything a run depends on; stored in its checkpoints and metrics."""
 
@@ -109,7 +115,7 @@ class TrainConfig(BaseModel):
     # to 20x slower than one (threads spin at barriers waiting for a descheduled partner).
     threads: int = Field(1, ge=0, description="torch CPU threads per process; 0 leaves torch's default")
     latency_threads: int = Field(2, ge=1, description="ONNX Runtime threads for the CPU timing (the engine's)")
-    device: str = "auto"
+    device: Device = Device.AUTO
     reports: bool = True
     latency_runs: int = Field(50, ge=0, description="ONNX Runtime timing repetitions (0: skip)")
 
@@ -476,7 +482,9 @@ def setup(cfg: TrainConfig) -> tuple[Dist, torch.device]:
     dist = Dist.from_env()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    cuda = torch.cuda.is_available() and cfg.device in ("auto", "cuda")
+    if cfg.device is Device.CUDA and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: no CUDA GPU is visible")
+    cuda = torch.cuda.is_available() and cfg.device is not Device.CPU
     device = torch.device(f"cuda:{dist.local_rank}" if cuda else "cpu")
     if dist.world > 1 and not torch.distributed.is_initialized():
         if cuda:
@@ -880,7 +888,7 @@ def add_run_arguments(parser: argparse.ArgumentParser, out: str) -> None:
     )
     g.add_argument("--threads", type=int, default=1, help="torch CPU threads per process (0: torch default)")
     g.add_argument("--latency-threads", type=int, default=2, help="ONNX Runtime threads for the CPU ms figure")
-    g.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    g.add_argument("--device", type=Device, choices=list(Device), default=Device.AUTO)
     g.add_argument("--no-reports", dest="reports", action="store_false", help="skip the PNGs")
     g.add_argument("--latency-runs", type=int, default=50, help="ONNX Runtime timing repetitions (0: skip)")
 
