@@ -138,7 +138,7 @@ class TrainConfig(BaseModel):
 
 
 @dataclass
-class Prepared:
+class RunData:
     """Everything the loop needs from the data side, computed once (and shared by compare/HPO)."""
 
     classes: list[str]
@@ -276,7 +276,7 @@ def bank_from(records, sources, cache: FeatureCache, taxonomy, progress: bool = 
     )
 
 
-def prepare(cfg: TrainConfig, frontend: FrontEndConfig | None = None, progress: bool = True) -> Prepared:
+def prepare(cfg: TrainConfig, frontend: FrontEndConfig | None = None, progress: bool = True) -> RunData:
     """Load corpora, apply the taxonomy, split, build the cached banks, compute train-split statistics.
 
     Procedural clips never enter validation when real corpora are present: the figures describe real
@@ -310,7 +310,7 @@ def prepare(cfg: TrainConfig, frontend: FrontEndConfig | None = None, progress: 
         n_synth = len(extra) + (len(taxonomy.classes) * cfg.synthetic_per_class)
         info["train"]["synthetic_clips_added"] = n_synth
     mean, std = mel_statistics(train.mels)
-    return Prepared(
+    return RunData(
         classes=list(taxonomy.classes),
         taxonomy=taxonomy.to_dict(),
         train=train,
@@ -323,7 +323,7 @@ def prepare(cfg: TrainConfig, frontend: FrontEndConfig | None = None, progress: 
     )
 
 
-def inner_split(prep: Prepared, val_fraction: float, seed: int) -> Prepared:
+def inner_split(prep: RunData, val_fraction: float, seed: int) -> RunData:
     """Split the training speakers again (for HPO): the outer validation speakers stay untouched.
 
     About `val_fraction` of each corpus's speakers (at least one) go to the inner validation side;
@@ -355,13 +355,13 @@ def inner_split(prep: Prepared, val_fraction: float, seed: int) -> Prepared:
         "val_speakers": sorted(val_spk),
         "train_speakers": sorted(set(train.speakers)),
     }
-    return Prepared(prep.classes, prep.taxonomy, train, val, info, mean, std, prep.frontend, prep.load_report)
+    return RunData(prep.classes, prep.taxonomy, train, val, info, mean, std, prep.frontend, prep.load_report)
 
 
 # -- 3. model -----------------------------------------------------------------------------------------------
 
 
-def build_model(cfg: TrainConfig, prep: Prepared) -> AudioModel:
+def build_model(cfg: TrainConfig, prep: RunData) -> AudioModel:
     enc = build_encoder(cfg.encoder_config(len(prep.classes), prep.frontend))
     return AudioModel(enc, ProjectionHead(enc.config.embedding_dim, cfg.shared_dim))
 
@@ -369,10 +369,10 @@ def build_model(cfg: TrainConfig, prep: Prepared) -> AudioModel:
 # -- 4. batches and augmentation ---------------------------------------------------------------------------
 
 
-class BatchMaker:
+class TrainingBatches:
     """Training batches: cached features, or waveform augmentation + the torch front end on the fly."""
 
-    def __init__(self, cfg: TrainConfig, prep: Prepared, device: torch.device) -> None:
+    def __init__(self, cfg: TrainConfig, prep: RunData, device: torch.device) -> None:
         from trainer.augment import AugmentConfig, Augmenter, SpecAugmentConfig
 
         self.cfg = cfg
@@ -501,7 +501,7 @@ class TrainResult:
     history: list[dict[str, float]]
 
 
-def checkpoint_extra(cfg: TrainConfig, prep: Prepared, **state: Any) -> dict[str, Any]:
+def checkpoint_extra(cfg: TrainConfig, prep: RunData, **state: Any) -> dict[str, Any]:
     """What a checkpoint carries besides the model: enough to resume, export and report."""
     return {
         "train_config": cfg.model_dump(mode="json"),
@@ -572,7 +572,7 @@ def quick_scores(pred: dict[str, np.ndarray], bank: ClipBank, n_classes: int) ->
 
 def train(
     cfg: TrainConfig,
-    prep: Prepared | None = None,
+    prep: RunData | None = None,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
     command: str | None = None,
 ) -> TrainResult:
@@ -613,7 +613,7 @@ def train(
     if cfg.class_weights:
         counts = np.bincount(prep.train.labels[prep.train.labels >= 0], minlength=len(prep.classes))
         weight = torch.as_tensor(counts.sum() / np.maximum(counts, 1) / len(counts), dtype=torch.float32).to(device)
-    batches_of = BatchMaker(cfg, prep, device)
+    batches_of = TrainingBatches(cfg, prep, device)
     net = _rebuild(encoder, cfg, dist, device)
     eval_batch = max(1, cfg.batch_size // dist.world) * 4
 
@@ -708,7 +708,7 @@ def train(
     return TrainResult(out, metrics, model.cpu(), history)
 
 
-def resume(path: Path, cfg: TrainConfig, prep: Prepared, model, optimizer, scheduler):
+def resume(path: Path, cfg: TrainConfig, prep: RunData, model, optimizer, scheduler):
     """Restore model, optimizer and scheduler from the last checkpoint; refuse a different setup."""
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     saved = ckpt.get("train_config", {})
@@ -726,7 +726,7 @@ def resume(path: Path, cfg: TrainConfig, prep: Prepared, model, optimizer, sched
 # -- 7. evaluation, the shared-space placeholder, reports ----------------------------------------------------
 
 
-def fit_projection(model: AudioModel, prep: Prepared, cfg: TrainConfig, device: torch.device) -> None:
+def fit_projection(model: AudioModel, prep: RunData, cfg: TrainConfig, device: torch.device) -> None:
     """Placeholder shared-space head until audio–art alignment replaces it.
 
     Keeps the head's random first layer and solves its output layer in closed form (ridge regression)
@@ -752,7 +752,7 @@ def fit_projection(model: AudioModel, prep: Prepared, cfg: TrainConfig, device: 
         last.bias.copy_(solution[-1].float())
 
 
-def evaluate_run(model: AudioModel, prep: Prepared, cfg: TrainConfig, history, best, device, command, seconds):
+def evaluate_run(model: AudioModel, prep: RunData, cfg: TrainConfig, history, best, device, command, seconds):
     """Full figures on the validation clips, speed through ONNX Runtime, and the PNGs."""
     from trainer import reports
 
