@@ -222,3 +222,13 @@ def test_tensorrt_export_loads_in_the_engine(tmp_path: Path, cache: Path) -> Non
     ref = TorchRunner(bundle, Component.AUDIO, "cuda")(*x)
     for g, r in zip(got, ref, strict=True):
         np.testing.assert_allclose(g, r, atol=5e-2)
+
+
+def test_export_fails_when_onnx_disagrees_with_torch(tmp_path: Path, cache: Path) -> None:
+    from trainer.export import ExportError, export_onnx
+
+    train_tiny(tmp_path / "run", cache, "--arch", "ann")
+    model = load_audio_model(tmp_path / "run" / "best.pt")
+    with pytest.raises(ExportError, match="differs from torch"):
+        # a negative tolerance stands in for a broken graph: any difference at all fails the export
+        export_onnx(model, [torch.zeros(1, 1, 128, 130)], tmp_path / "m.onnx", ["features"], model.output_names, -1.0)

@@ -20,7 +20,7 @@ from engine.deps import require
 from engine.errors import ConfigError
 from engine.models.encoders import Arch
 from trainer.train_audio import (
-    Prepared,
+    RunData,
     TrainConfig,
     add_data_arguments,
     add_model_arguments,
@@ -110,7 +110,7 @@ def search(
     return result
 
 
-def final_run(base: TrainConfig, outer: Prepared, params: dict[str, Any], command: str | None) -> dict[str, Any]:
+def final_run(base: TrainConfig, outer: RunData, params: dict[str, Any], command: str | None) -> dict[str, Any]:
     """Retrain with the best settings on all training speakers; score once on the outer held-out speakers."""
     cfg = TrainConfig(**{**base.model_dump(), **params, "out": Path(base.out) / "final"})
     metrics = train(cfg, outer, command=command).metrics

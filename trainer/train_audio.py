@@ -66,6 +66,12 @@ class Augment(StrEnum):
     FULL = "full"  # wave then spec
 
 
+class Device(StrEnum):
+    AUTO = "auto"  # CUDA when visible, else CPU
+    CPU = "cpu"
+    CUDA = "cuda"
+
+
 class TrainConfig(BaseModel):
     """Everything a run depends on; stored in its checkpoints and metrics."""
 
@@ -109,7 +115,7 @@ class TrainConfig(BaseModel):
     # to 20x slower than one (threads spin at barriers waiting for a descheduled partner).
     threads: int = Field(1, ge=0, description="torch CPU threads per process; 0 leaves torch's default")
     latency_threads: int = Field(2, ge=1, description="ONNX Runtime threads for the CPU timing (the engine's)")
-    device: str = "auto"
+    device: Device = Device.AUTO
     reports: bool = True
     latency_runs: int = Field(50, ge=0, description="ONNX Runtime timing repetitions (0: skip)")
 
@@ -132,7 +138,7 @@ class TrainConfig(BaseModel):
 
 
 @dataclass
-class Prepared:
+class RunData:
     """Everything the loop needs from the data side, computed once (and shared by compare/HPO)."""
 
     classes: list[str]
@@ -252,7 +258,8 @@ def bank_from(records, sources, cache: FeatureCache, taxonomy, progress: bool = 
 
     from trainer.taxonomy import va_target
 
-    with tqdm(total=len(sources), desc="features", unit="clip", disable=not progress, leave=False) as bar:
+    show = progress and sys.stderr.isatty()  # bars for a terminal; a log file gets the summary lines
+    with tqdm(total=len(sources), desc="features", unit="clip", disable=not show, leave=False) as bar:
         audio, mels = cache.get_many(sources, progress=bar.update)
     labels = np.array([-1 if (i := taxonomy.index_of(r.emotion)) is None else i for r in records], dtype=np.int64)
     targets = [va_target(r) for r in records]
@@ -269,7 +276,7 @@ def bank_from(records, sources, cache: FeatureCache, taxonomy, progress: bool = 
     )
 
 
-def prepare(cfg: TrainConfig, frontend: FrontEndConfig | None = None, progress: bool = True) -> Prepared:
+def prepare(cfg: TrainConfig, frontend: FrontEndConfig | None = None, progress: bool = True) -> RunData:
     """Load corpora, apply the taxonomy, split, build the cached banks, compute train-split statistics.
 
     Procedural clips never enter validation when real corpora are present: the figures describe real
@@ -303,7 +310,7 @@ def prepare(cfg: TrainConfig, frontend: FrontEndConfig | None = None, progress: 
         n_synth = len(extra) + (len(taxonomy.classes) * cfg.synthetic_per_class)
         info["train"]["synthetic_clips_added"] = n_synth
     mean, std = mel_statistics(train.mels)
-    return Prepared(
+    return RunData(
         classes=list(taxonomy.classes),
         taxonomy=taxonomy.to_dict(),
         train=train,
@@ -316,7 +323,7 @@ def prepare(cfg: TrainConfig, frontend: FrontEndConfig | None = None, progress: 
     )
 
 
-def inner_split(prep: Prepared, val_fraction: float, seed: int) -> Prepared:
+def inner_split(prep: RunData, val_fraction: float, seed: int) -> RunData:
     """Split the training speakers again (for HPO): the outer validation speakers stay untouched.
 
     About `val_fraction` of each corpus's speakers (at least one) go to the inner validation side;
@@ -348,13 +355,13 @@ def inner_split(prep: Prepared, val_fraction: float, seed: int) -> Prepared:
         "val_speakers": sorted(val_spk),
         "train_speakers": sorted(set(train.speakers)),
     }
-    return Prepared(prep.classes, prep.taxonomy, train, val, info, mean, std, prep.frontend, prep.load_report)
+    return RunData(prep.classes, prep.taxonomy, train, val, info, mean, std, prep.frontend, prep.load_report)
 
 
 # -- 3. model -----------------------------------------------------------------------------------------------
 
 
-def build_model(cfg: TrainConfig, prep: Prepared) -> AudioModel:
+def build_model(cfg: TrainConfig, prep: RunData) -> AudioModel:
     enc = build_encoder(cfg.encoder_config(len(prep.classes), prep.frontend))
     return AudioModel(enc, ProjectionHead(enc.config.embedding_dim, cfg.shared_dim))
 
@@ -362,10 +369,10 @@ def build_model(cfg: TrainConfig, prep: Prepared) -> AudioModel:
 # -- 4. batches and augmentation ---------------------------------------------------------------------------
 
 
-class BatchMaker:
+class TrainingBatches:
     """Training batches: cached features, or waveform augmentation + the torch front end on the fly."""
 
-    def __init__(self, cfg: TrainConfig, prep: Prepared, device: torch.device) -> None:
+    def __init__(self, cfg: TrainConfig, prep: RunData, device: torch.device) -> None:
         from trainer.augment import AugmentConfig, Augmenter, SpecAugmentConfig
 
         self.cfg = cfg
@@ -475,7 +482,9 @@ def setup(cfg: TrainConfig) -> tuple[Dist, torch.device]:
     dist = Dist.from_env()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    cuda = torch.cuda.is_available() and cfg.device in ("auto", "cuda")
+    if cfg.device is Device.CUDA and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: no CUDA GPU is visible")
+    cuda = torch.cuda.is_available() and cfg.device is not Device.CPU
     device = torch.device(f"cuda:{dist.local_rank}" if cuda else "cpu")
     if dist.world > 1 and not torch.distributed.is_initialized():
         if cuda:
@@ -492,7 +501,7 @@ class TrainResult:
     history: list[dict[str, float]]
 
 
-def checkpoint_extra(cfg: TrainConfig, prep: Prepared, **state: Any) -> dict[str, Any]:
+def checkpoint_extra(cfg: TrainConfig, prep: RunData, **state: Any) -> dict[str, Any]:
     """What a checkpoint carries besides the model: enough to resume, export and report."""
     return {
         "train_config": cfg.model_dump(mode="json"),
@@ -563,7 +572,7 @@ def quick_scores(pred: dict[str, np.ndarray], bank: ClipBank, n_classes: int) ->
 
 def train(
     cfg: TrainConfig,
-    prep: Prepared | None = None,
+    prep: RunData | None = None,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
     command: str | None = None,
 ) -> TrainResult:
@@ -604,7 +613,7 @@ def train(
     if cfg.class_weights:
         counts = np.bincount(prep.train.labels[prep.train.labels >= 0], minlength=len(prep.classes))
         weight = torch.as_tensor(counts.sum() / np.maximum(counts, 1) / len(counts), dtype=torch.float32).to(device)
-    batches_of = BatchMaker(cfg, prep, device)
+    batches_of = TrainingBatches(cfg, prep, device)
     net = _rebuild(encoder, cfg, dist, device)
     eval_batch = max(1, cfg.batch_size // dist.world) * 4
 
@@ -613,7 +622,8 @@ def train(
         encoder.train()
         batches = epoch_batches(len(prep.train), cfg.batch_size, epoch, cfg.seed, dist.world, dist.rank)
         total, correct, seen = 0.0, 0, 0
-        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", disable=not dist.main, leave=False)
+        show = dist.main and sys.stderr.isatty()  # bars for a terminal; a log file gets the epoch lines
+        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", disable=not show, leave=False)
         for step, index in enumerate(bar):
             x, y, va, has_va = batches_of(index, epoch, step, dist.rank)
             out_t = net(x)
@@ -698,7 +708,7 @@ def train(
     return TrainResult(out, metrics, model.cpu(), history)
 
 
-def resume(path: Path, cfg: TrainConfig, prep: Prepared, model, optimizer, scheduler):
+def resume(path: Path, cfg: TrainConfig, prep: RunData, model, optimizer, scheduler):
     """Restore model, optimizer and scheduler from the last checkpoint; refuse a different setup."""
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     saved = ckpt.get("train_config", {})
@@ -716,7 +726,7 @@ def resume(path: Path, cfg: TrainConfig, prep: Prepared, model, optimizer, sched
 # -- 7. evaluation, the shared-space placeholder, reports ----------------------------------------------------
 
 
-def fit_projection(model: AudioModel, prep: Prepared, cfg: TrainConfig, device: torch.device) -> None:
+def fit_projection(model: AudioModel, prep: RunData, cfg: TrainConfig, device: torch.device) -> None:
     """Placeholder shared-space head until audio–art alignment replaces it.
 
     Keeps the head's random first layer and solves its output layer in closed form (ridge regression)
@@ -742,7 +752,7 @@ def fit_projection(model: AudioModel, prep: Prepared, cfg: TrainConfig, device: 
         last.bias.copy_(solution[-1].float())
 
 
-def evaluate_run(model: AudioModel, prep: Prepared, cfg: TrainConfig, history, best, device, command, seconds):
+def evaluate_run(model: AudioModel, prep: RunData, cfg: TrainConfig, history, best, device, command, seconds):
     """Full figures on the validation clips, speed through ONNX Runtime, and the PNGs."""
     from trainer import reports
 
@@ -878,7 +888,7 @@ def add_run_arguments(parser: argparse.ArgumentParser, out: str) -> None:
     )
     g.add_argument("--threads", type=int, default=1, help="torch CPU threads per process (0: torch default)")
     g.add_argument("--latency-threads", type=int, default=2, help="ONNX Runtime threads for the CPU ms figure")
-    g.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    g.add_argument("--device", type=Device, choices=list(Device), default=Device.AUTO)
     g.add_argument("--no-reports", dest="reports", action="store_false", help="skip the PNGs")
     g.add_argument("--latency-runs", type=int, default=50, help="ONNX Runtime timing repetitions (0: skip)")
 
