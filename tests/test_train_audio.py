@@ -195,3 +195,30 @@ def test_ddp_two_processes(tmp_path: Path, cache: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["epochs"] == 1 and (tmp_path / "best.pt").is_file()
+
+
+def test_tensorrt_on_without_a_gpu_fails_in_one_line(tmp_path: Path, cache: Path, capsys) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: the compile would run")
+    train_tiny(tmp_path / "run", cache, "--arch", "ann")
+    assert main(["export", str(tmp_path / "run" / "best.pt"), "--out", str(tmp_path / "b"), "--tensorrt", "on"]) == 1
+    assert "TensorRT compile requested but" in capsys.readouterr().err
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_tensorrt_export_loads_in_the_engine(tmp_path: Path, cache: Path) -> None:
+    pytest.importorskip("torch_tensorrt", reason="needs torch-tensorrt")
+    from engine.inference.base import Component, example_inputs
+    from engine.inference.tensorrt_backend import TensorRTRunner
+    from engine.inference.torch_backend import TorchRunner
+
+    train_tiny(tmp_path / "run", cache, "--arch", "cnn")
+    assert main(["export", str(tmp_path / "run" / "best.pt"), "--out", str(tmp_path / "b"), "--tensorrt", "on"]) == 0
+    bundle = load_bundle(tmp_path / "b")
+    assert len(bundle.manifest.tensorrt) == 1
+    x = example_inputs(Component.AUDIO, bundle.manifest)
+    got = TensorRTRunner(bundle, Component.AUDIO)(*x)
+    ref = TorchRunner(bundle, Component.AUDIO, "cuda")(*x)
+    for g, r in zip(got, ref, strict=True):
+        np.testing.assert_allclose(g, r, atol=5e-2)

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from engine.errors import ConfigError
-from engine.inference.base import Component
+from engine.inference.base import BackendKind, Component
 from engine.models.bundle import load_bundle
 from trainer import reports
 from trainer.features import FeatureCache, standardize
@@ -29,8 +29,9 @@ from trainer.train_audio import SYNTHETIC, bank_from, json_safe, load_records
 log = logging.getLogger("synesthesia.train.evaluate")
 
 
-def runner_for(bundle, backend: str):
-    if backend == "torch":
+def runner_for(bundle, backend: BackendKind):
+    """ONNX Runtime (what a show runs on CPU) or eager torch (the reference)."""
+    if backend is BackendKind.TORCH:
         from engine.inference.torch_backend import TorchRunner
 
         return TorchRunner(bundle, Component.AUDIO)
@@ -43,7 +44,7 @@ def evaluate_bundle(
     bundle_dir: str | Path | None,
     specs: list[str],
     taxonomy_name: str | None = None,
-    backend: str = "onnx",
+    backend: BackendKind = BackendKind.ONNX,
     cache_dir: Path | None = None,
     out: Path | None = None,
 ) -> dict[str, Any]:
@@ -112,7 +113,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bundle", type=Path, help="bundle directory (default: assets/default)")
     parser.add_argument("--data", action="append", metavar="SPEC", help="labelled audio (repeatable; see audio)")
     parser.add_argument("--taxonomy", help="default: the bundle's own")
-    parser.add_argument("--backend", choices=["onnx", "torch"], default="onnx")
+    parser.add_argument(
+        "--backend", type=BackendKind, choices=[BackendKind.ONNX, BackendKind.TORCH], default=BackendKind.ONNX
+    )
     parser.add_argument("--cache-dir", type=Path)
     parser.add_argument("--out", type=Path, help="write evaluate.json and confusion.png here")
 

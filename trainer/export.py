@@ -220,7 +220,11 @@ def compile_tensorrt(
 ) -> Manifest | None:
     """Compile one network of the bundle (`component`: audio or generator) with torch-tensorrt (FP16),
     check it against torch, add it to the manifest under its cache key. Returns the new manifest, or None
-    when skipped (said in one line)."""
+    when skipped (said in one line).
+
+    The program is built for the engine's own example inputs (batch 1, what the live analysis and
+    render loops run), so `engine.inference.tensorrt_backend` loads it as is.
+    """
     if mode is TensorRTMode.OFF:
         return None
     reason = None
@@ -244,7 +248,7 @@ def compile_tensorrt(
     out = Path(out)
     bundle = load_bundle(out)
     module = load_module(bundle, part).cuda().eval()
-    example = [torch.as_tensor(x, device="cuda") for x in example_inputs(part, bundle.manifest, batch=2)]
+    example = [torch.as_tensor(x, device="cuda") for x in example_inputs(part, bundle.manifest)]
     compiled = trt.compile(module, ir="dynamo", inputs=example, enabled_precisions={torch.float16})
     with torch.no_grad():
         err = max(

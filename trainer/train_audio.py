@@ -66,6 +66,12 @@ class Augment(StrEnum):
     FULL = "full"  # wave then spec
 
 
+class Device(StrEnum):
+    AUTO = "auto"  # CUDA when visible, else CPU
+    CPU = "cpu"
+    CUDA = "cuda"
+
+
 class TrainConfig(BaseModel):
     """Everything a run depends on; stored in its checkpoints and metrics."""
 
@@ -109,7 +115,7 @@ class TrainConfig(BaseModel):
     # to 20x slower than one (threads spin at barriers waiting for a descheduled partner).
     threads: int = Field(1, ge=0, description="torch CPU threads per process; 0 leaves torch's default")
     latency_threads: int = Field(2, ge=1, description="ONNX Runtime threads for the CPU timing (the engine's)")
-    device: str = "auto"
+    device: Device = Device.AUTO
     reports: bool = True
     latency_runs: int = Field(50, ge=0, description="ONNX Runtime timing repetitions (0: skip)")
 
@@ -252,7 +258,8 @@ def bank_from(records, sources, cache: FeatureCache, taxonomy, progress: bool = 
 
     from trainer.taxonomy import va_target
 
-    with tqdm(total=len(sources), desc="features", unit="clip", disable=not progress, leave=False) as bar:
+    show = progress and sys.stderr.isatty()  # bars for a terminal; a log file gets the summary lines
+    with tqdm(total=len(sources), desc="features", unit="clip", disable=not show, leave=False) as bar:
         audio, mels = cache.get_many(sources, progress=bar.update)
     labels = np.array([-1 if (i := taxonomy.index_of(r.emotion)) is None else i for r in records], dtype=np.int64)
     targets = [va_target(r) for r in records]
@@ -317,17 +324,26 @@ def prepare(cfg: TrainConfig, frontend: FrontEndConfig | None = None, progress: 
 
 
 def inner_split(prep: Prepared, val_fraction: float, seed: int) -> Prepared:
-    """Split the training speakers again (for HPO): the outer validation speakers stay untouched."""
+    """Split the training speakers again (for HPO): the outer validation speakers stay untouched.
+
+    About `val_fraction` of each corpus's speakers (at least one) go to the inner validation side;
+    procedural voices stay in training when real ones exist.
+    """
     from trainer.splits import SPEAKER_RULE
 
-    speakers = sorted(set(prep.train.speakers))
-    real = [s for s in speakers if not s.startswith("synth")]
-    pool = real or speakers
-    rng = np.random.default_rng(seed)
-    n_val = max(1, round(val_fraction * len(pool)))
+    corpus_of = dict(zip(prep.train.speakers, prep.train.corpora, strict=True))
+    real = sorted(s for s, c in corpus_of.items() if c != SYNTHETIC)
+    pool = real or sorted(corpus_of)
     if len(pool) < 2:
         raise ConfigError("an inner split needs at least two training speakers")
-    val_spk = set(rng.permutation(pool)[:n_val].tolist())
+    rng = np.random.default_rng(seed)
+    val_spk: set[str] = set()
+    for corpus in sorted({corpus_of[s] for s in pool}):
+        members = [s for s in pool if corpus_of[s] == corpus]
+        n_val = min(len(members) - 1, max(1, round(val_fraction * len(members))))
+        val_spk.update(rng.permutation(members)[:n_val].tolist())
+    if not val_spk:  # one speaker per corpus: hold out one whole corpus's speaker
+        val_spk = {pool[int(rng.integers(len(pool)))]}
     idx_val = [i for i, s in enumerate(prep.train.speakers) if s in val_spk]
     idx_train = [i for i, s in enumerate(prep.train.speakers) if s not in val_spk]
     train, val = prep.train.subset(idx_train), prep.train.subset(idx_val)
@@ -337,6 +353,7 @@ def inner_split(prep: Prepared, val_fraction: float, seed: int) -> Prepared:
         "train": {"clips": len(train), "speakers": len(set(train.speakers))},
         "val": {"clips": len(val), "speakers": len(val_spk)},
         "val_speakers": sorted(val_spk),
+        "train_speakers": sorted(set(train.speakers)),
     }
     return Prepared(prep.classes, prep.taxonomy, train, val, info, mean, std, prep.frontend, prep.load_report)
 
@@ -465,7 +482,9 @@ def setup(cfg: TrainConfig) -> tuple[Dist, torch.device]:
     dist = Dist.from_env()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    cuda = torch.cuda.is_available() and cfg.device in ("auto", "cuda")
+    if cfg.device is Device.CUDA and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: no CUDA GPU is visible")
+    cuda = torch.cuda.is_available() and cfg.device is not Device.CPU
     device = torch.device(f"cuda:{dist.local_rank}" if cuda else "cpu")
     if dist.world > 1 and not torch.distributed.is_initialized():
         if cuda:
@@ -603,7 +622,8 @@ def train(
         encoder.train()
         batches = epoch_batches(len(prep.train), cfg.batch_size, epoch, cfg.seed, dist.world, dist.rank)
         total, correct, seen = 0.0, 0, 0
-        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", disable=not dist.main, leave=False)
+        show = dist.main and sys.stderr.isatty()  # bars for a terminal; a log file gets the epoch lines
+        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", disable=not show, leave=False)
         for step, index in enumerate(bar):
             x, y, va, has_va = batches_of(index, epoch, step, dist.rank)
             out_t = net(x)
@@ -673,7 +693,7 @@ def train(
     if dist.main:
         fit_projection(model, prep, cfg, device)
         metrics = evaluate_run(model, prep, cfg, history, best, device, command, time.time() - started)
-        state = {"epoch": cfg.epochs - 1, "history": history, "best": best, "metrics": json_safe(metrics)}
+        state = {"epoch": best["epoch"] - 1, "history": history, "best": best, "metrics": json_safe(metrics)}
         save_audio_model(model.cpu(), best_path, checkpoint_extra(cfg, prep, **state))
         (out / "metrics.json").write_text(json.dumps(json_safe(metrics), indent=2) + "\n", encoding="utf-8")
         log.info(
@@ -749,7 +769,11 @@ def evaluate_run(model: AudioModel, prep: Prepared, cfg: TrainConfig, history, b
         cls["per_corpus"] = per_corpus
     frames = prep.frontend.n_frames
     example = torch.zeros(1, 1, prep.frontend.n_mels, frames)
-    ms = reports.onnx_cpu_ms(model.cpu(), example, cfg.latency_threads, cfg.latency_runs) if cfg.latency_runs else None
+    ms, ms_min = (
+        reports.onnx_cpu_ms(model.cpu(), example, cfg.latency_threads, cfg.latency_runs)
+        if cfg.latency_runs
+        else (None, None)
+    )
     model.to(device)
     metrics = {
         "split_rule": prep.rule,
@@ -761,7 +785,10 @@ def evaluate_run(model: AudioModel, prep: Prepared, cfg: TrainConfig, history, b
         "epochs": len(history),
         "val": cls,
         "parameters": {"encoder": count_parameters(model.encoder), "audio_model": count_parameters(model)},
-        "cpu_ms_per_window": {"onnxruntime": ms, "threads": cfg.latency_threads, "batch": 1},
+        "last_epoch": {k: history[-1][f"val_{k}"] for k in ("accuracy", "macro_f1")} if history else {},
+        "selection_note": "checkpoint chosen by validation accuracy (seed protocol), so 'val' is the best of "
+        f"{len(history)} epochs on these clips; 'last_epoch' is the unselected figure",
+        "cpu_ms_per_window": {"onnxruntime": ms, "fastest": ms_min, "threads": cfg.latency_threads, "batch": 1},
         "data": {"specs": cfg.data, "load": prep.load_report},
         "command": command,
         "duration_s": round(seconds, 1),
@@ -861,7 +888,7 @@ def add_run_arguments(parser: argparse.ArgumentParser, out: str) -> None:
     )
     g.add_argument("--threads", type=int, default=1, help="torch CPU threads per process (0: torch default)")
     g.add_argument("--latency-threads", type=int, default=2, help="ONNX Runtime threads for the CPU ms figure")
-    g.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    g.add_argument("--device", type=Device, choices=list(Device), default=Device.AUTO)
     g.add_argument("--no-reports", dest="reports", action="store_false", help="skip the PNGs")
     g.add_argument("--latency-runs", type=int, default=50, help="ONNX Runtime timing repetitions (0: skip)")
 
