@@ -58,7 +58,7 @@ def row_of(arch: Arch, metrics: dict[str, Any]) -> dict[str, Any]:
         "parameters": metrics["parameters"]["encoder"],
         "cpu_ms": metrics["cpu_ms_per_window"]["onnxruntime"],
         "best_epoch": metrics["best_epoch"],
-        "train_s": metrics["duration_s"],
+        "train_s": round(metrics["duration_s"]),
     }
 
 
