@@ -12,7 +12,9 @@ retrained, and a new audio encoder is aligned in seconds:
    towards the artworks of its emotion and pushed from the others, and every artwork towards the audio
    clips of its emotion, as in CLIP with labels defining the positives) plus valence/arousal agreement:
    the same frozen VA readout must give each clip's valence and arousal, so VA runs the same way for
-   sound and picture. The trained projection replaces the placeholder in the AudioModel.
+   sound and picture; and a pull of each clip onto the centroid of its emotion's artworks, so that audio
+   vectors land where the generator was trained (no modality gap). The trained projection replaces the
+   placeholder in the AudioModel.
 
 The measure (as the seed measured it): for every validation audio clip, is the nearest artwork (cosine,
 shared space) of the same emotion? Validation audio comes from held-out speakers, validation art from a
@@ -73,13 +75,16 @@ class AudioAlignConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     projection_hidden: int = Field(256, gt=0)
-    steps: int = Field(600, ge=1)
+    steps: int = Field(1500, ge=1)
     per_class: int = Field(32, ge=1, description="audio clips and artworks per emotion in each batch")
     temperature: float = Field(0.1, gt=0)
-    lr: float = Field(1e-3, gt=0)
+    lr: float = Field(3e-3, gt=0)
     weight_decay: float = Field(1e-3, ge=0)
     w_cross: float = Field(1.0, ge=0, description="cross-modal supervised contrastive loss")
     w_va: float = Field(0.5, ge=0, description="valence/arousal agreement through the frozen readout")
+    w_centroid: float = Field(
+        0.5, ge=0, description="pull each clip onto its emotion's art centroid (closes the modality gap)"
+    )
     audio_noise: float = Field(0.1, ge=0, description="Gaussian noise on frozen audio embeddings (regulariser)")
     eval_every: int = Field(50, ge=1)
 
@@ -405,6 +410,9 @@ def align_audio(
     a_labels = torch.from_numpy(audio_train.labels)
     i_labels = torch.from_numpy(art_train.labels)
     a_va = torch.from_numpy(audio_train.va)
+    art_centroids = F.normalize(
+        torch.stack([art_train_shared[i_labels == c].mean(0) for c in range(len(classes))]), dim=1
+    )  # [C, S]
 
     def evaluate() -> dict[str, Any]:
         audio_proj.eval()
@@ -414,6 +422,10 @@ def align_audio(
         audio_proj.train()
         m = retrieval_metrics(audio_shared, audio_val.labels, art_val_shared, art_val.labels, classes)
         m["va_mae_audio"] = float(np.abs(va_audio - audio_val.va).mean())
+        # modality gap: mean cosine of held-out clips to their emotion's art centroid (1 = on the art)
+        m["cosine_to_art_centroid"] = float(
+            (audio_shared * art_centroids[torch.from_numpy(audio_val.labels)]).sum(1).mean()
+        )
         return m
 
     # 3. The loop: a class-balanced batch of audio clips against one of (frozen) artwork vectors.
@@ -428,7 +440,8 @@ def align_audio(
         a_shared = audio_proj(emb)  # [Ba, S]
         loss_cross = cross_modal_supcon(a_shared, a_labels[ai], art_train_shared[ii], i_labels[ii], bcfg.temperature)
         loss_va = F.mse_loss(torch.tanh(va_head(a_shared)), a_va[ai])
-        loss = bcfg.w_cross * loss_cross + bcfg.w_va * loss_va
+        loss_centroid = (1.0 - (a_shared * art_centroids[a_labels[ai]]).sum(dim=1)).mean()
+        loss = bcfg.w_cross * loss_cross + bcfg.w_va * loss_va + bcfg.w_centroid * loss_centroid
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
