@@ -177,3 +177,32 @@ def test_render_bench_rows_have_the_numbers(full_bundle) -> None:
     for mode in ("paced_inline", "paced_thread"):
         assert onnx[mode]["fps"] > 0 and onnx[mode]["generated_per_s"] > 0
     assert "error" in rows["tensorrt/cpu"]  # needs CUDA: says why
+
+
+def test_a_resized_window_is_painted_to_its_new_size(full_bundle, monkeypatch) -> None:
+    """The real window sink (SDL dummy driver): after a resize the canvas follows and covers the window."""
+    from engine.render.display import WindowSink
+
+    monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")
+    bundle = load_bundle(full_bundle)
+    cfg = build_config(
+        {"render": {"backend": "onnx", "device": "cpu", "generator_mode": "inline", "width": 320, "height": 180}}
+    )
+    controls = Controls(bundle.classes, control_state_from_config(cfg))
+    sink = WindowSink(cfg.render)
+    loop = build_render_loop(cfg, bundle, controls, sink)
+    loop.open()
+    try:
+        run(loop, 3)
+        assert loop.painter.canvas.get_size() == (320, 180)
+        # what SDL does when the window manager resizes the window: a new display surface, then the event
+        pygame.display.set_mode((200, 300), pygame.RESIZABLE)
+        pygame.event.post(pygame.event.Event(pygame.VIDEORESIZE, size=(200, 300), w=200, h=300))
+        run(loop, 3, 1.0)
+        assert sink.size == (200, 300) and loop.painter.canvas.get_size() == (200, 300)
+        pixels = pygame.surfarray.array3d(pygame.display.get_surface())  # [W, H, 3]
+        assert pixels.shape[:2] == (200, 300)
+        # the image covers the window: no untouched black band at the bottom or the right
+        assert pixels[:, -10:].max() > 0 and pixels[-10:, :].max() > 0
+    finally:
+        loop.close()
