@@ -233,7 +233,8 @@ def _render_section(args: argparse.Namespace, bundle: Any, kinds: list[str], sec
         from engine.render.bench import render_rows
     except ImportError as exc:
         return {"skipped": f"render benchmark not in this build ({exc})"}
-    return render_rows(bundle, kinds, args.device, seconds, args.width, args.height)
+    window = bool(getattr(args, "window", False))
+    return render_rows(bundle, kinds, args.device, seconds, args.width, args.height, window=window)
 
 
 def machine() -> dict[str, Any]:
@@ -275,8 +276,27 @@ def _table(result: dict[str, Any]) -> str:
         )
     render = result.get("render") or {}
     for label, row in render.items():
-        lines.append(f"render      {label:<14} {json.dumps(row)[:100]}")
+        lines.append(f"render      {label:<14} {_render_line(row)}")
     return "\n".join(lines)
+
+
+def _render_line(row: dict[str, Any] | str) -> str:
+    """One table line of a render row: the figures the goals are stated in."""
+    if isinstance(row, str):  # the whole section was skipped: {"skipped": reason}
+        return row[:100]
+    if "error" in row or "skipped" in row:
+        return str(row.get("error") or row.get("skipped"))[:100]
+    if "window_to_frame_ms" in row:
+        w = row["window_to_frame_ms"]
+        return (
+            f"{row.get('sink', 'headless')} {row['size']}: {row['fps']} fps, frame p99 {row['frame_ms_p99']} ms, "
+            f"window end -> frame p50 {w['p50']} ms p99 {w['p99']} ms (n {w['n']})"
+        )
+    parts = [f"generator p50 {row['generator_ms']['p50']} ms"]
+    for mode in ("unpaced", "paced_inline", "paced_thread"):
+        if mode in row:
+            parts.append(f"{mode} {row[mode]['fps']} fps p99 {row[mode]['frame_ms_p99']} ms")
+    return ", ".join(parts)
 
 
 def run_bench(args: argparse.Namespace) -> int:

@@ -76,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--width", type=int, default=1280)
     b.add_argument("--height", type=int, default=720)
     b.add_argument("--quick", action="store_true", help="short loops (for smoke tests)")
+    b.add_argument(
+        "--window", action="store_true", help="also time the end-to-end render row in a real window (needs a display)"
+    )
     b.add_argument("--out", metavar="FILE", help="also write the JSON here")
 
     c = sub.add_parser(

@@ -113,3 +113,4 @@ def test_bench_reports_every_section_as_json(tiny_bundle: Path, tmp_path: Path, 
     assert result["latency"]["received_ms"]["n"] >= 1 and result["latency"]["received_ms"]["p50"] > 0
     assert "render" in result and result["machine"]["cores"] >= 1
     assert "front end" in printed.err and "latency" in printed.err
+    assert "the bundle has no generator" in printed.err  # a skipped render section is said in the table too

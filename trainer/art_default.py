@@ -56,12 +56,12 @@ from trainer.image_encoder import save_art_encoder
 
 log = logging.getLogger("synesthesia.art_default")
 
-# The GAN of the default bundle, sized for two shared CPU cores: 64 px (the engine scales frames to the
-# display), generator widths 8 at full resolution, discriminator 16, batch 16, two D updates per G update,
-# 1600 steps (~30 min on one core).
+# The GAN of the default bundle, sized for two CPU cores: 128 px (the default resolution; the engine scales
+# frames to the display), generator widths 8 at full resolution, discriminator 16, batch 16, two D updates
+# per G update, 1600 steps (~50 min on two idle cores).
 DEFAULT_GAN = GanConfig(
-    generator=GeneratorConfig(resolution=64, z_dim=64, cond_dim=128, base_channels=8),
-    discriminator=DiscriminatorConfig(resolution=64, cond_dim=128, base_channels=16),
+    generator=GeneratorConfig(resolution=128, z_dim=64, cond_dim=128, base_channels=8),
+    discriminator=DiscriminatorConfig(resolution=128, cond_dim=128, base_channels=16),
     steps=1600,
     batch_size=16,
     ema_decay=0.995,
@@ -75,7 +75,7 @@ DEFAULT_GAN = GanConfig(
 # reproduce the default bundle's runs under runs/default; --evaluate recomputes the metrics of a bundle).
 ART_SPACE_COMMAND = "synesthesia-train align --art-only --out runs/default/align"
 GAN_COMMAND = (
-    "synesthesia-train gan --out runs/default/gan --align runs/default/align/art_space.pt --resolution 64 "
+    "synesthesia-train gan --out runs/default/gan --align runs/default/align/art_space.pt --resolution 128 "
     "--batch-size 16 --steps 1600 --ema-decay 0.995 --audio-fraction 0 --checkpoint-every 200 --sample-every 400"
 )
 

@@ -26,7 +26,7 @@ import numpy as np
 from engine.config import RenderSettings
 from engine.controls import Controls
 from engine.inference.base import Component, example_inputs
-from engine.render.display import HeadlessSink
+from engine.render.display import HeadlessSink, WindowSink, display_unavailable
 from engine.render.frames import FramePainter, GeneratorStep, GeneratorThread, PostSettings
 from engine.render.latent import ConditionSpace, LatentWalk
 from engine.render.loop import RenderLoop
@@ -160,10 +160,18 @@ def _paced(bundle: Any, runner: Any, width: int, height: int, fps: float, mode: 
 
 
 def bench_window_to_frame(
-    bundle: Any, backend: str, device: str, seconds: float, width: int, height: int, fps: float = 60.0
+    bundle: Any,
+    backend: str,
+    device: str,
+    seconds: float,
+    width: int,
+    height: int,
+    fps: float = 60.0,
+    window: bool = False,
 ) -> dict[str, Any]:
-    """The real engine (synth source in real time, analysis every 0.25 s) with the render loop headless at
-    width x height: analysis window end (its last sample captured) -> first presented frame made from it."""
+    """The real engine (synth source in real time, analysis every 0.25 s) with the render loop at width x
+    height, headless or (`window`) in a real pygame window: analysis window end (its last sample captured)
+    -> first presented frame made from it."""
     from engine.app import Engine
     from engine.audio.features import AudioFeatures
     from engine.config import build_config
@@ -173,7 +181,7 @@ def bench_window_to_frame(
         overrides={
             "audio": {"source": "synth:happy", "hop_s": 0.25},
             "analysis": {"backend": backend, "device": device},
-            "render": {"headless": True, "width": width, "height": height, "fps": fps, "backend": backend},
+            "render": {"headless": not window, "width": width, "height": height, "fps": fps, "backend": backend},
             "osc": {"enabled": False, "in_port": None},
             "zmq": {"enabled": False, "ctl": None},
         }
@@ -185,7 +193,7 @@ def bench_window_to_frame(
     try:
         engine.start()
         feats = AudioFeatures(engine.sample_rate)
-        sink = HeadlessSink(cfg.render)
+        sink = WindowSink(cfg.render) if window else HeadlessSink(cfg.render)
         loop = build_render_loop(cfg, bundle, engine.controls, sink, engine.latest, lambda: feats(engine.ring))
         loop.open()
         end = time.monotonic() + 3.0 + seconds  # the first window needs 3 s of audio
@@ -208,6 +216,7 @@ def bench_window_to_frame(
     return {
         "backend": backend,
         "generator": mode,
+        "sink": "window" if window else "headless",
         "size": f"{width}x{height}",
         "fps": round(1000.0 * len(times) / sum(times), 2) if times else 0.0,
         "frame_ms_p99": _pct(times, 99),
@@ -223,8 +232,10 @@ def render_rows(
     width: int = 1280,
     height: int = 720,
     fps: float = 60.0,
+    window: bool = False,
 ) -> dict[str, Any]:
-    """The render rows for each backend that opens here (key `<backend>/<device>`); failures say why."""
+    """The render rows for each backend that opens here (key `<backend>/<device>`); failures say why.
+    With `window`, the end-to-end row also runs in a real window (row `window_to_frame_window`)."""
     from engine.inference.base import BackendKind
     from engine.inference.select import cuda_available, open_runner
 
@@ -257,6 +268,16 @@ def render_rows(
         except Exception as exc:  # the per-backend rows are still worth printing
             log.exception("end-to-end render bench failed")
             rows["window_to_frame"] = {"error": f"{type(exc).__name__}: {exc}"}
+        if window:
+            reason = display_unavailable()
+            try:
+                if reason is not None:
+                    raise RuntimeError(reason)
+                rows["window_to_frame_window"] = bench_window_to_frame(
+                    bundle, backend, device, seconds, width, height, fps, window=True
+                )
+            except Exception as exc:  # no display here, or it failed: say why and keep the other rows
+                rows["window_to_frame_window"] = {"error": f"{type(exc).__name__}: {exc}"}
     return rows
 
 
@@ -276,11 +297,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--width", type=int, default=1280)
     p.add_argument("--height", type=int, default=720)
     p.add_argument("--fps", type=float, default=60.0)
+    p.add_argument("--window", action="store_true", help="also run the end-to-end row in a real window")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     bundle = load_bundle(args.bundle)
     backends = [b for b in args.backends.split(",") if b] or None
-    rows = render_rows(bundle, backends, args.device, args.seconds, args.width, args.height, args.fps)
+    rows = render_rows(
+        bundle, backends, args.device, args.seconds, args.width, args.height, args.fps, window=args.window
+    )
     out = {"bundle": bundle.manifest.name, "machine": platform.platform(), "render": rows}
     print(json.dumps(out, indent=2))
     return 0
