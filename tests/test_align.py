@@ -15,6 +15,7 @@ from trainer.align import (
     ArtSpaceConfig,
     AudioAlignConfig,
     AudioSet,
+    StepChoice,
     build_art_index,
     cross_modal_supcon,
     load_alignment,
@@ -102,6 +103,8 @@ def test_tiny_alignment_end_to_end(tmp_path: Path) -> None:
     m = result.metrics
     assert {"audio_to_art", "art_to_audio", "chance", "art_space", "va_mae_audio"} <= set(m)
     assert m["audio_to_art"] >= 0.45  # chance is 0.25; the tiny art space itself classifies ~0.75
+    # the held-out clips choose nothing: the projection kept is the schedule's last step
+    assert m["best_step"] == 80 and m["step_choice"].startswith("last")
     # the encoder is untouched; the projection is new
     for p, q in zip(result.audio_model.encoder.parameters(), audio_model.encoder.parameters(), strict=True):
         assert torch.equal(p, q)
@@ -122,3 +125,33 @@ def test_tiny_alignment_end_to_end(tmp_path: Path) -> None:
         tmp_path / "map.png", index["vectors"], art_val.labels, index["vectors"], art_val.labels, CLASSES
     )
     assert path.stat().st_size > 1000
+
+
+def test_best_step_choice_is_labelled_optimistic() -> None:
+    torch.manual_seed(0)
+    audio_model = audio_model_from_config({"arch": "cnn", "width": 8, "embedding_dim": 32}, 128).eval()
+    art = procedural_art(CLASSES, 6, size=32, seed=0)
+    cfg = AlignConfig(
+        art=ArtSpaceConfig(image=ImageEncoderConfig(input_size=32, width=8), steps=4, per_class=4, eval_every=2),
+        audio=AudioAlignConfig(steps=6, per_class=4, eval_every=2, keep=StepChoice.BEST),
+    )
+    m = train_alignment(audio_model, _audio_set(4, 0), _audio_set(2, 10), art, art, cfg).metrics
+    assert m["best_step"] in (2, 4, 6) and "optimistic" in m["step_choice"]
+
+
+def test_va_readout_refit_recovers_a_known_readout() -> None:
+    """fit_va_readout (for bundles written before the readout was stored) finds tanh(W s + b) again."""
+    from types import SimpleNamespace
+
+    from trainer.art_default import fit_va_readout
+
+    gen = torch.Generator().manual_seed(0)
+    shared = torch.nn.functional.normalize(torch.randn(300, 16, generator=gen), dim=1)  # [N, S]
+    weight, bias = 0.3 * torch.randn(2, 16, generator=gen), torch.tensor([0.1, -0.2])
+    va = torch.tanh(shared @ weight.T + bias)  # [N, 2], inside (-0.95, 0.95)
+    assert va.abs().max() < 0.95
+    encoder = SimpleNamespace(encode=lambda x: (None, x))
+    art = SimpleNamespace(tensor=lambda: shared, va=va.numpy().astype(np.float32))
+    head = fit_va_readout(encoder, art)
+    with torch.no_grad():
+        assert torch.allclose(torch.tanh(head(shared)), va, atol=1e-3)

@@ -142,3 +142,20 @@ def test_art_half_in_a_bundle_and_evaluate(workdir: Path, capsys: pytest.Capture
     assert main(["gan", "--evaluate", str(bundle), *args, "--eval-per-class", "8", "--out", str(workdir / "eval")]) == 0
     assert "emotion consistency" in capsys.readouterr().out
     assert np.isfinite(art["frechet_distance"]["mean"])
+
+    # a retrained audio side aligned to this bundle's art half: nothing of the art half is trained again
+    from trainer.art_default import load_art_source
+
+    source = load_art_source(bundle)
+    assert source.va_head is not None  # stored with the art encoder, so the reuse is exact
+    again = build_art_half(
+        ab.audio_model, audio.subset(tr), {"synth": audio.subset(va)}, workdir / "runs_reuse", cfg, art_source=source
+    )
+    assert (
+        not (workdir / "runs_reuse" / "gan").exists()
+        and not (workdir / "runs_reuse" / "align" / "art_space.pt").exists()
+    )
+    for p, q in zip(again.generator.state_dict().values(), source.generator.state_dict().values(), strict=True):
+        assert torch.equal(p, q)
+    assert again.data["gan"]["reused_from"] == str(bundle)
+    assert again.metrics["art_space"]["best_step"] == art["art_space"]["best_step"]

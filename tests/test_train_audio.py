@@ -232,3 +232,22 @@ def test_export_fails_when_onnx_disagrees_with_torch(tmp_path: Path, cache: Path
     with pytest.raises(ExportError, match="differs from torch"):
         # a negative tolerance stands in for a broken graph: any difference at all fails the export
         export_onnx(model, [torch.zeros(1, 1, 128, 130)], tmp_path / "m.onnx", ["features"], model.output_names, -1.0)
+
+
+def test_epoch_is_chosen_on_held_back_training_speakers(tmp_path: Path, cache: Path) -> None:
+    """Default: the kept epoch is chosen on an inner split of the training speakers, so the reported
+    validation speakers are seen exactly once; --select heldout is the seed protocol, labelled optimistic."""
+    metrics = train_tiny(tmp_path / "inner", cache, "--arch", "ann", "--epochs", "2")
+    sel, split = metrics["selection"], metrics["split"]
+    assert sel["on"] == "inner" and sel["rule"].startswith("inner speaker-independent")
+    assert set(sel["speakers"]) <= set(split["train_speakers"])
+    assert set(sel["speakers"]).isdisjoint(split["val_speakers"])
+    assert sel["clips"] > 0
+    assert sel["best"]["epoch"] == metrics["best_epoch"]
+    # the checkpoint keeps the outer split (what the alignment and `evaluate` hold out)
+    ckpt = torch.load(tmp_path / "inner" / "best.pt", weights_only=True)
+    assert ckpt["split"]["val_speakers"] == split["val_speakers"]
+
+    seed = train_tiny(tmp_path / "heldout", cache, "--arch", "ann", "--epochs", "2", "--select", "heldout")
+    assert seed["selection"]["on"] == "heldout" and "optimistic" in seed["selection"]["note"]
+    assert "selection" not in seed["split"]

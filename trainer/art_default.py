@@ -6,7 +6,9 @@ the hook that command calls with the audio-only bundle it wrote: it adds the ali
 the generator, the art index, the art encoder, figures and metrics to that same bundle.
 
 Every stage reuses its checkpoint under RUNS when it is complete (art space, GAN), so a reproduction can
-be resumed, and a new audio encoder only re-runs the seconds-long audio alignment.
+be resumed, and a new audio encoder only re-runs the seconds-long audio alignment. `load_art_source` takes
+the art half (art encoder, valence/arousal readout, generator) from a finished bundle instead, for a new
+encoder aligned to a shipped art half (`synesthesia-train default --art-from DIR`).
 """
 
 from __future__ import annotations
@@ -24,12 +26,15 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from engine.models.bundle import MANIFEST, Manifest
+from engine.errors import ConfigError
+from engine.models.bundle import MANIFEST, Manifest, load_bundle
+from engine.models.checkpoint import load_generator
 from engine.models.generator import Generator, GeneratorConfig
 from engine.models.heads import AudioModel
 from trainer import art_eval
 from trainer.align import (
     AlignConfig,
+    ArtSpace,
     AudioSet,
     align_audio,
     build_art_index,
@@ -42,6 +47,7 @@ from trainer.align import (
     train_art_space,
 )
 from trainer.align_data import ART_ENCODER_FILE, DEFAULT_CLASSES, VAL_ART_SEED_OFFSET, load_art
+from trainer.artimages import ArtImages
 from trainer.gan import (
     ConditionBank,
     DiscriminatorConfig,
@@ -52,7 +58,7 @@ from trainer.gan import (
     save_gan_outputs,
     train_gan,
 )
-from trainer.image_encoder import save_art_encoder
+from trainer.image_encoder import ArtEncoder, load_art_encoder, save_art_encoder
 
 log = logging.getLogger("synesthesia.art_default")
 
@@ -106,6 +112,55 @@ class ArtHalf:
     extra_files: dict[str, Path] = field(default_factory=dict)
 
 
+@dataclass
+class ArtSource:
+    """The art half of a finished bundle, reused when only the audio side is trained again."""
+
+    directory: Path
+    art_encoder: ArtEncoder
+    va_head: torch.nn.Linear | None  # None in bundles written before it was stored: refitted on the art
+    generator: Generator
+    art_space_metrics: dict[str, Any]
+    gan_data: dict[str, Any]
+
+
+def load_art_source(bundle_dir: Path) -> ArtSource:
+    """Read (and hash-check) the art half of `bundle_dir` into memory, so that bundle may be rewritten."""
+    bundle = load_bundle(bundle_dir)  # format, keys and every file's sha256
+    files = bundle.manifest.files
+    if ART_ENCODER_FILE not in files or bundle.manifest.generator is None:
+        raise ConfigError(f"{bundle_dir}: no art half to reuse (needs {ART_ENCODER_FILE} and a generator)")
+    path = Path(bundle_dir) / ART_ENCODER_FILE
+    encoder = load_art_encoder(path)
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    va_head = None
+    if "va_head" in ckpt:
+        weight = ckpt["va_head"]["weight"]  # [2, S]
+        va_head = torch.nn.Linear(weight.shape[1], 2)
+        va_head.load_state_dict(ckpt["va_head"])
+    generator = load_generator(Path(bundle_dir) / bundle.manifest.generator.torch)
+    raw = json.loads((Path(bundle_dir) / MANIFEST).read_text(encoding="utf-8"))
+    art = raw.get("metrics", {}).get("art", {})
+    space_metrics = {k: v for k, v in art.get("art_space", {}).items() if k != "command"}
+    gan_data = {**raw.get("data", {}).get("gan", {}), "reused_from": str(bundle_dir)}
+    return ArtSource(Path(bundle_dir), encoder, va_head, generator.eval(), space_metrics, gan_data)
+
+
+def fit_va_readout(art_encoder: ArtEncoder, art: ArtImages) -> torch.nn.Linear:
+    """A valence/arousal readout tanh(W s + b) from the shared space, fitted in closed form on `art`
+    (least squares on atanh of the targets): stands in for stage 1's readout where a bundle lacks it."""
+    with torch.no_grad():
+        _, shared = art_encoder.encode(art.tensor())  # [N, S]
+        target = torch.atanh(torch.from_numpy(art.va).clamp(-0.95, 0.95)).double()  # [N, 2]
+        design = torch.cat([shared.double(), torch.ones(len(shared), 1, dtype=torch.float64)], dim=1)  # [N, S+1]
+        ridge = 1e-3 * torch.eye(design.shape[1], dtype=torch.float64)
+        solution = torch.linalg.solve(design.T @ design + ridge, design.T @ target)  # [S+1, 2]
+        head = torch.nn.Linear(shared.shape[1], 2)
+        head.weight.copy_(solution[:-1].T.float())
+        head.bias.copy_(solution[-1].float())
+    return head.eval()
+
+
 def _complete_gan(path: Path, cfg: GanConfig) -> bool:
     if not path.is_file():
         return False
@@ -123,12 +178,14 @@ def build_art_half(
     reuse: bool = True,
     audio_data: dict[str, Any] | None = None,
     evaluate_flags: str = "",
+    art_source: ArtSource | None = None,
 ) -> ArtHalf:
     """Art space -> GAN -> audio alignment -> metrics, figures and art index.
 
     audio_val maps a name ("real", "synth", ...) to held-out clips; retrieval is reported per name and
     over all of them. Stages with a complete checkpoint under `runs` are reused when `reuse`.
     `evaluate_flags` completes the recorded --evaluate commands (the data flags that select this audio).
+    With `art_source`, the art space and the generator are that bundle's (stages 2 and 3 are skipped).
     """
     cfg = config or ArtHalfConfig()
     classes = list(audio_train.classes)
@@ -150,7 +207,11 @@ def build_art_half(
     align_dir.mkdir(parents=True, exist_ok=True)
     space_path = align_dir / "art_space.pt"
     t0 = time.perf_counter()
-    if reuse and space_path.is_file():
+    if art_source is not None:
+        va_head = art_source.va_head or fit_va_readout(art_source.art_encoder, art_train)
+        space = ArtSpace(art_source.art_encoder.eval(), va_head, art_source.art_space_metrics)
+        log.info("reusing the art space of %s", art_source.directory)
+    elif reuse and space_path.is_file():
         space = load_art_space(space_path)
         log.info("reusing the art space in %s", space_path)
     else:
@@ -161,7 +222,10 @@ def build_art_half(
     # 3. GAN on the art space's image vectors (it does not need the audio encoder).
     gan_dir = runs / "gan"
     t0 = time.perf_counter()
-    if reuse and _complete_gan(gan_dir / "gan_last.pt", cfg.gan):
+    if art_source is not None:
+        generator = art_source.generator
+        log.info("reusing the generator of %s", art_source.directory)
+    elif reuse and _complete_gan(gan_dir / "gan_last.pt", cfg.gan):
         generator = ema_generator_from_checkpoint(gan_dir / "gan_last.pt")
         log.info("reusing the finished GAN in %s", gan_dir)
     else:
@@ -176,7 +240,8 @@ def build_art_half(
     all_val = _concat(list(audio_val.values()))
     aligned = align_audio(audio_model, audio_train, all_val, space, art_train, art_val, cfg.align)
     save_alignment(aligned, cfg.align, align_dir / "align.pt")
-    save_art_encoder(space.art_encoder, align_dir / ART_ENCODER_FILE)
+    # the readout travels with the encoder, so a later encoder can be aligned to this art half exactly
+    save_art_encoder(space.art_encoder, align_dir / ART_ENCODER_FILE, {"va_head": space.va_head.state_dict()})
     timings["audio_alignment_s"] = round(time.perf_counter() - t0, 1)
     _, art_val_shared = space.art_encoder.encode(art_val.tensor())
     retrieval: dict[str, Any] = {"all": _brief(aligned.metrics)}
@@ -218,7 +283,9 @@ def build_art_half(
             "index": len(index["ids"]),
         },
         "alignment_audio": audio_data or {},
-        "gan": {"resolution": cfg.gan.generator.resolution, "steps": cfg.gan.steps, "conditions": "artworks"},
+        "gan": art_source.gan_data
+        if art_source is not None
+        else {"resolution": cfg.gan.generator.resolution, "steps": cfg.gan.steps, "conditions": "artworks"},
     }
     extra = {ART_ENCODER_FILE: align_dir / ART_ENCODER_FILE}
     for png in sorted(figures.glob("*.png")):
@@ -359,7 +426,7 @@ def measure_generator_speed(generator: Generator, frames: int = 300) -> dict[str
     return out
 
 
-def build_default(bundle_dir: Path, runs_dir: Path, data_root: Path) -> None:
+def build_default(bundle_dir: Path, runs_dir: Path, data_root: Path, art_source: ArtSource | None = None) -> None:
     """The hook `synesthesia-train default` calls after writing the audio-only bundle.
 
     Audio for the alignment: the encoder's own corpora and speaker split (its training run
@@ -386,6 +453,7 @@ def build_default(bundle_dir: Path, runs_dir: Path, data_root: Path) -> None:
         runs_dir,
         audio_data=audio_data,
         evaluate_flags=f" --audio-run {runs_dir / 'main' / 'best.pt'} --cache {runs_dir / 'cache'}",
+        art_source=art_source,
     )
     half.metrics["generator_speed"] = measure_generator_speed(half.generator)
     add_art_half_to_bundle(bundle_dir, half)

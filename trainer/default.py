@@ -140,7 +140,7 @@ def brief(metrics: dict[str, Any]) -> dict[str, Any]:
         "valence": val["va"]["valence"],
         "arousal": val["va"]["arousal"],
         "best_epoch": metrics["best_epoch"],
-        "last_epoch": metrics.get("last_epoch", {}),
+        "selection": metrics.get("selection", {}),
         "train_seconds": metrics["duration_s"],
         "command": metrics["command"],
     }
@@ -232,6 +232,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", action="append", type=Step, choices=list(Step), help="repeatable (default: all)")
     parser.add_argument("--reuse", action="store_true", help="skip training steps whose metrics.json exists")
     parser.add_argument(
+        "--art-from",
+        type=Path,
+        metavar="BUNDLE",
+        help="reuse this bundle's art half (art encoder, readout, generator): only the audio alignment and the "
+        "evaluation run again (it may be --out itself: it is read before the bundle is rewritten)",
+    )
+    parser.add_argument(
         "--compile",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -262,6 +269,11 @@ def run(args: argparse.Namespace) -> int:
     if Step.CROSS in steps and not any("_to_" in k for k in cfgs):
         log.info("cross-corpus step skipped: it needs both ravdess and emodb among the corpora")
     command = getattr(args, "command_line", "synesthesia-train default")
+    art_source = None
+    if args.art_from is not None and Step.GAN in steps:
+        from trainer.art_default import load_art_source
+
+        art_source = load_art_source(Path(args.art_from))  # read now: the bundle step may rewrite that folder
     if Step.BUNDLE in steps:
         if "main" not in results:
             raise ConfigError(f"{cfgs['main'].out}: no main run to bundle; include the main step")
@@ -272,7 +284,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             gan = importlib.import_module("trainer.gan")
             if hasattr(gan, "build_default"):
-                gan.build_default(Path(args.out), Path(args.runs), Path(args.data_root))
+                gan.build_default(Path(args.out), Path(args.runs), Path(args.data_root), art_source)
             else:
                 log.info("GAN part: skipped (trainer.gan has no build_default); the bundle is audio-only")
     print(json.dumps(json_safe(bundle_metrics(results, command)["goals"]) if "main" in results else {}))

@@ -580,8 +580,9 @@ def build_art_half(*args: Any, **kwargs: Any) -> Any:
     return build(*args, **kwargs)
 
 
-def build_default(bundle_dir: Path, runs_dir: Path, data_root: Path) -> None:
-    """The hook of `synesthesia-train default`: add the art half to the audio-only bundle it wrote."""
+def build_default(bundle_dir: Path, runs_dir: Path, data_root: Path, art_source: Any = None) -> None:
+    """The hook of `synesthesia-train default`: add the art half to the audio-only bundle it wrote
+    (`art_source`: a trainer.art_default.ArtSource whose art space and generator are reused)."""
     from trainer.art_default import build_default as build
 
-    build(bundle_dir, runs_dir, data_root)
+    build(bundle_dir, runs_dir, data_root, art_source)

@@ -21,6 +21,7 @@ from engine.errors import ConfigError
 from engine.models.encoders import Arch
 from trainer.train_audio import (
     RunData,
+    Selection,
     TrainConfig,
     add_data_arguments,
     add_model_arguments,
@@ -71,7 +72,9 @@ def search(
 
     def objective(trial) -> float:
         trial_dir = out / f"trial-{trial.number:04d}"
-        cfg = TrainConfig(**{**base.model_dump(), **suggest(trial, base.arch), "out": trial_dir, "reports": False})
+        # the trial's validation clips are the inner split: choosing on them is the search's job
+        params = {**base.model_dump(), **suggest(trial, base.arch), "out": trial_dir, "reports": False}
+        cfg = TrainConfig(**{**params, "select": Selection.HELDOUT})
 
         def on_epoch(epoch: int, row: dict[str, float]) -> None:
             trial.report(row["val_accuracy"], epoch)

@@ -21,7 +21,7 @@ import shlex
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -54,6 +54,15 @@ class SplitKind(StrEnum):
     CORPUS = "corpus"  # cross-corpus: train on the others, test on `test_corpus`
 
 
+class Selection(StrEnum):
+    """Which clips choose the epoch that is kept."""
+
+    # an inner speaker-independent split of the training speakers: the reported clips stay unseen
+    INNER = "inner"
+    # the reported validation clips themselves (the seed protocol): the figure is the best of N epochs
+    HELDOUT = "heldout"
+
+
 class VALoss(StrEnum):
     MSE = "mse"
     CCC = "ccc"
@@ -83,6 +92,9 @@ class TrainConfig(BaseModel):
     split: SplitKind = SplitKind.SPEAKER
     test_corpus: str | None = Field(None, description="with split=corpus: the held-out corpus")
     val_fraction: float = Field(0.2, gt=0, lt=1)
+    select: Selection = Field(
+        Selection.INNER, description="inner: choose the epoch on held-back training speakers; heldout: seed protocol"
+    )
     synthetic_per_class: int = Field(0, ge=0, description="procedural clips per class added to training only")
     cache_dir: Path | None = None
     # model
@@ -335,7 +347,7 @@ def inner_split(prep: RunData, val_fraction: float, seed: int) -> RunData:
     real = sorted(s for s, c in corpus_of.items() if c != SYNTHETIC)
     pool = real or sorted(corpus_of)
     if len(pool) < 2:
-        raise ConfigError("an inner split needs at least two training speakers")
+        raise ConfigError("an inner split needs at least two training speakers (or use --select heldout)")
     rng = np.random.default_rng(seed)
     val_spk: set[str] = set()
     for corpus in sorted({corpus_of[s] for s in pool}):
@@ -589,8 +601,14 @@ def train(
         prep = prepare(cfg, progress=dist.main)
         if dist.world > 1 and dist.main:
             torch.distributed.barrier()
+    # `held_out` is what the figures are reported on; `prep` is what the loop fits and chooses the epoch on.
+    held_out = prep
+    if cfg.select is Selection.INNER:
+        prep = inner_split(held_out, cfg.val_fraction, cfg.seed + 1)
     if dist.main:
-        log.info("split: %s | train %d clips, val %d clips", prep.rule, len(prep.train), len(prep.val))
+        log.info("split: %s | train %d clips, val %d clips", held_out.rule, len(held_out.train), len(held_out.val))
+        if prep is not held_out:
+            log.info("epoch chosen on %s (%d clips); fitted on %d clips", prep.rule, len(prep.val), len(prep.train))
     out = Path(cfg.out)
     if dist.main:
         out.mkdir(parents=True, exist_ok=True)
@@ -692,9 +710,10 @@ def train(
     metrics: dict[str, Any] = {}
     if dist.main:
         fit_projection(model, prep, cfg, device)
-        metrics = evaluate_run(model, prep, cfg, history, best, device, command, time.time() - started)
+        report = reported_data(held_out, prep)
+        metrics = evaluate_run(model, report, cfg, history, best, device, command, time.time() - started)
         state = {"epoch": best["epoch"] - 1, "history": history, "best": best, "metrics": json_safe(metrics)}
-        save_audio_model(model.cpu(), best_path, checkpoint_extra(cfg, prep, **state))
+        save_audio_model(model.cpu(), best_path, checkpoint_extra(cfg, report, **state))
         (out / "metrics.json").write_text(json.dumps(json_safe(metrics), indent=2) + "\n", encoding="utf-8")
         log.info(
             "%s: val accuracy %.3f, macro-F1 %.3f (%s)",
@@ -706,6 +725,17 @@ def train(
     if dist.world > 1:
         torch.distributed.barrier()
     return TrainResult(out, metrics, model.cpu(), history)
+
+
+def reported_data(held_out: RunData, fitted: RunData) -> RunData:
+    """The outer validation clips with the statistics the model was fitted with (they travel with it).
+
+    With an inner selection split, `split.selection` records it; `split.val_speakers` stays the outer one, so
+    the alignment and `evaluate` keep those speakers held out."""
+    if fitted is held_out:
+        return held_out
+    split = {**held_out.split, "selection": fitted.split}
+    return replace(held_out, split=split, mel_mean=fitted.mel_mean, mel_std=fitted.mel_std)
 
 
 def resume(path: Path, cfg: TrainConfig, prep: RunData, model, optimizer, scheduler):
@@ -785,9 +815,7 @@ def evaluate_run(model: AudioModel, prep: RunData, cfg: TrainConfig, history, be
         "epochs": len(history),
         "val": cls,
         "parameters": {"encoder": count_parameters(model.encoder), "audio_model": count_parameters(model)},
-        "last_epoch": {k: history[-1][f"val_{k}"] for k in ("accuracy", "macro_f1")} if history else {},
-        "selection_note": "checkpoint chosen by validation accuracy (seed protocol), so 'val' is the best of "
-        f"{len(history)} epochs on these clips; 'last_epoch' is the unselected figure",
+        "selection": selection_summary(cfg, prep, history, best),
         "cpu_ms_per_window": {"onnxruntime": ms, "fastest": ms_min, "threads": cfg.latency_threads, "batch": 1},
         "data": {"specs": cfg.data, "load": prep.load_report},
         "command": command,
@@ -814,6 +842,31 @@ def evaluate_run(model: AudioModel, prep: RunData, cfg: TrainConfig, history, be
             out / "embedding.png",
         )
     return metrics
+
+
+def selection_summary(cfg: TrainConfig, prep: RunData, history: list[dict[str, float]], best) -> dict[str, Any]:
+    """How the kept epoch was chosen, with the choosing clips' figures (best and last epoch)."""
+    last = {k: history[-1][f"val_{k}"] for k in ("accuracy", "macro_f1")} if history else {}
+    chosen = {"accuracy": best["accuracy"], "macro_f1": best["macro_f1"], "epoch": best["epoch"]}
+    if cfg.select is Selection.INNER:
+        inner = prep.split.get("selection", {})
+        return {
+            "on": cfg.select.value,
+            "rule": inner.get("rule"),
+            "speakers": inner.get("val_speakers"),
+            "clips": inner.get("val", {}).get("clips"),
+            "best": chosen,
+            "last_epoch": last,
+            "note": "epoch chosen on held-back training speakers; 'val' is measured once, on clips no choice saw",
+        }
+    return {
+        "on": cfg.select.value,
+        "rule": prep.rule,
+        "best": chosen,
+        "last_epoch": last,
+        "note": f"epoch chosen on the reported clips (seed protocol): 'val' is the best of {len(history)} epochs "
+        "on them, so it is optimistic; 'last_epoch' is the unselected figure",
+    }
 
 
 def json_safe(obj: Any) -> Any:
@@ -851,6 +904,14 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--test-corpus", help="with --split corpus: the corpus held out for testing")
     g.add_argument("--val-fraction", type=float, default=0.2)
+    g.add_argument(
+        "--select",
+        type=Selection,
+        choices=list(Selection),
+        default=Selection.INNER,
+        help="which clips choose the kept epoch: inner (default; held-back training speakers, the reported "
+        "clips stay unseen) or heldout (the seed protocol: the reported clips, optimistic)",
+    )
     g.add_argument("--synthetic-per-class", type=int, default=0, help="procedural clips added to training only")
     g.add_argument("--cache-dir", type=Path, help="feature cache (default ~/.cache/synesthesia/features)")
 
