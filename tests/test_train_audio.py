@@ -251,3 +251,9 @@ def test_epoch_is_chosen_on_held_back_training_speakers(tmp_path: Path, cache: P
     seed = train_tiny(tmp_path / "heldout", cache, "--arch", "ann", "--epochs", "2", "--select", "heldout")
     assert seed["selection"]["on"] == "heldout" and "optimistic" in seed["selection"]["note"]
     assert "selection" not in seed["split"]
+    # --refit: trained again on every training speaker up to the chosen epoch, with their statistics
+    refit = train_tiny(tmp_path / "refit", cache, "--arch", "ann", "--epochs", "2", "--refit")
+    assert refit["selection"]["refit"] is True and "trained again" in refit["selection"]["note"]
+    outer_stats = torch.load(tmp_path / "heldout" / "best.pt", weights_only=True)["mel_mean"]
+    assert torch.load(tmp_path / "refit" / "best.pt", weights_only=True)["mel_mean"] == outer_stats
+    assert ckpt["mel_mean"] != outer_stats  # without --refit: the inner training speakers' statistics

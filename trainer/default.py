@@ -53,6 +53,7 @@ RECIPE: dict[str, Any] = {
     "lr": 1e-3,
     "augment": Augment.FULL,
     "va_weight": 0.5,
+    "refit": True,
 }
 
 # the goals of the default encoder (issue "Trainer I")

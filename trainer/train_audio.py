@@ -95,6 +95,11 @@ class TrainConfig(BaseModel):
     select: Selection = Field(
         Selection.INNER, description="inner: choose the epoch on held-back training speakers; heldout: seed protocol"
     )
+    refit: bool = Field(
+        False,
+        description="with select=inner: train again on all training speakers up to the chosen epoch, replaying "
+        "the learning-rate schedule of the choosing run (the held-back speakers then train too)",
+    )
     synthetic_per_class: int = Field(0, ge=0, description="procedural clips per class added to training only")
     cache_dir: Path | None = None
     # model
@@ -590,7 +595,6 @@ def train(
 ) -> TrainResult:
     """Run the configured training. `on_epoch(epoch, row)` is called after every validation (HPO pruning
     raises from it). Rank 0 writes checkpoints and reports to `cfg.out`."""
-    from tqdm import tqdm
 
     started = time.time()
     dist, device = setup(cfg)
@@ -627,42 +631,24 @@ def train(
         if dist.main:
             log.info("resumed from %s at epoch %d", out / LAST_CKPT, start_epoch)
 
-    weight = None
-    if cfg.class_weights:
-        counts = np.bincount(prep.train.labels[prep.train.labels >= 0], minlength=len(prep.classes))
-        weight = torch.as_tensor(counts.sum() / np.maximum(counts, 1) / len(counts), dtype=torch.float32).to(device)
+    weight = class_weight(cfg, prep, device)
     batches_of = TrainingBatches(cfg, prep, device)
     net = _rebuild(encoder, cfg, dist, device)
     eval_batch = max(1, cfg.batch_size // dist.world) * 4
 
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.time()
-        encoder.train()
-        batches = epoch_batches(len(prep.train), cfg.batch_size, epoch, cfg.seed, dist.world, dist.rank)
-        total, correct, seen = 0.0, 0, 0
-        show = dist.main and sys.stderr.isatty()  # bars for a terminal; a log file gets the epoch lines
-        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", disable=not show, leave=False)
-        for step, index in enumerate(bar):
-            x, y, va, has_va = batches_of(index, epoch, step, dist.rank)
-            out_t = net(x)
-            loss = loss_fn(cfg, out_t, y, va, has_va, weight)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total += float(loss.detach()) * len(index)
-            labelled = y >= 0
-            correct += int((out_t[0].argmax(1)[labelled] == y[labelled]).sum())
-            seen += int(labelled.sum())
-            bar.set_postfix(loss=f"{total / max(1, step + 1) / len(index):.3f}")
-        encoder.eval()
+        train_loss, train_accuracy = fit_epoch(
+            cfg, net, batches_of, optimizer, weight, epoch, dist, f"epoch {epoch + 1}"
+        )
         val = quick_scores(
             predict(net, prep.val, prep.mel_mean, prep.mel_std, eval_batch, device), prep.val, len(prep.classes)
         )
         scheduler.step(val["loss"] if np.isfinite(val["loss"]) else -val["accuracy"])
         row = {
             "epoch": epoch + 1,
-            "train_loss": total / max(1, sum(len(b) for b in batches)),
-            "train_accuracy": correct / max(1, seen),
+            "train_loss": train_loss,
+            "train_accuracy": train_accuracy,
             "val_loss": val["loss"],
             "val_accuracy": val["accuracy"],
             "val_macro_f1": val["macro_f1"],
@@ -707,10 +693,14 @@ def train(
         state_dict = torch.load(best_path, map_location=device, weights_only=True)["state_dict"]
         model.load_state_dict(state_dict)
     model.eval()
+    refitted = cfg.refit and prep is not held_out and best["epoch"] > 0
+    if refitted:
+        schedule = [cfg.lr] + [h["lr"] for h in history[: best["epoch"] - 1]]  # the lr each epoch ran at
+        model = refit_model(cfg, held_out, schedule, dist, device)
     metrics: dict[str, Any] = {}
     if dist.main:
-        fit_projection(model, prep, cfg, device)
-        report = reported_data(held_out, prep)
+        fit_projection(model, held_out if refitted else prep, cfg, device)
+        report = reported_data(held_out, prep, refitted)
         metrics = evaluate_run(model, report, cfg, history, best, device, command, time.time() - started)
         state = {"epoch": best["epoch"] - 1, "history": history, "best": best, "metrics": json_safe(metrics)}
         save_audio_model(model.cpu(), best_path, checkpoint_extra(cfg, report, **state))
@@ -720,22 +710,91 @@ def train(
             out,
             metrics["val"]["accuracy"],
             metrics["val"]["macro_f1"],
-            prep.rule,
+            report.rule,
         )
     if dist.world > 1:
         torch.distributed.barrier()
     return TrainResult(out, metrics, model.cpu(), history)
 
 
-def reported_data(held_out: RunData, fitted: RunData) -> RunData:
+def reported_data(held_out: RunData, fitted: RunData, refitted: bool = False) -> RunData:
     """The outer validation clips with the statistics the model was fitted with (they travel with it).
 
     With an inner selection split, `split.selection` records it; `split.val_speakers` stays the outer one, so
-    the alignment and `evaluate` keep those speakers held out."""
+    the alignment and `evaluate` keep those speakers held out. A refitted model used all outer training
+    speakers and their statistics."""
     if fitted is held_out:
         return held_out
-    split = {**held_out.split, "selection": fitted.split}
+    split = {**held_out.split, "selection": {**fitted.split, "refit": refitted}}
+    if refitted:
+        return replace(held_out, split=split)
     return replace(held_out, split=split, mel_mean=fitted.mel_mean, mel_std=fitted.mel_std)
+
+
+def class_weight(cfg: TrainConfig, data: RunData, device: torch.device) -> torch.Tensor | None:
+    """Inverse-frequency cross-entropy weights of the training clips (`class_weights`), else None."""
+    if not cfg.class_weights:
+        return None
+    counts = np.bincount(data.train.labels[data.train.labels >= 0], minlength=len(data.classes))
+    return torch.as_tensor(counts.sum() / np.maximum(counts, 1) / len(counts), dtype=torch.float32).to(device)
+
+
+def fit_epoch(
+    cfg: TrainConfig,
+    net: torch.nn.Module,
+    batches_of: TrainingBatches,
+    optimizer: torch.optim.Optimizer,
+    weight: torch.Tensor | None,
+    epoch: int,
+    dist: Dist,
+    desc: str,
+) -> tuple[float, float]:
+    """One pass over this rank's batches; (mean loss per clip, accuracy on labelled clips)."""
+    from tqdm import tqdm
+
+    net.train()
+    batches = epoch_batches(len(batches_of.prep.train), cfg.batch_size, epoch, cfg.seed, dist.world, dist.rank)
+    total, correct, seen = 0.0, 0, 0
+    show = dist.main and sys.stderr.isatty()  # bars for a terminal; a log file gets the epoch lines
+    bar = tqdm(batches, desc=f"{desc}/{cfg.epochs}", unit="batch", disable=not show, leave=False)
+    for step, index in enumerate(bar):
+        x, y, va, has_va = batches_of(index, epoch, step, dist.rank)
+        out_t = net(x)
+        loss = loss_fn(cfg, out_t, y, va, has_va, weight)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total += float(loss.detach()) * len(index)
+        labelled = y >= 0
+        correct += int((out_t[0].argmax(1)[labelled] == y[labelled]).sum())
+        seen += int(labelled.sum())
+        bar.set_postfix(loss=f"{total / max(1, step + 1) / len(index):.3f}")
+    net.eval()
+    return total / max(1, sum(len(b) for b in batches)), correct / max(1, seen)
+
+
+def refit_model(cfg: TrainConfig, data: RunData, schedule: list[float], dist: Dist, device: torch.device) -> AudioModel:
+    """A fresh model trained on all of `data.train` for len(schedule) epochs, epoch e at learning rate
+    schedule[e]: the choosing run's own schedule up to its kept epoch, so nothing is chosen again."""
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg, data).to(device)
+    optimizer = torch.optim.Adam(model.encoder.parameters(), lr=schedule[0], weight_decay=cfg.weight_decay)
+    batches_of = TrainingBatches(cfg, data, device)
+    net = _rebuild(model.encoder, cfg, dist, device)
+    weight = class_weight(cfg, data, device)
+    for epoch, lr in enumerate(schedule):
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        t0 = time.time()
+        loss, accuracy = fit_epoch(cfg, net, batches_of, optimizer, weight, epoch, dist, f"refit {epoch + 1}")
+        if dist.main:
+            log.info(
+                "refit epoch %d/%d  loss %.3f  train acc %.3f  lr %.2g  %.0fs",
+                epoch + 1, len(schedule), loss, accuracy, lr, time.time() - t0,
+            )  # fmt: skip
+    if dist.world > 1:
+        torch.distributed.barrier()
+    return model.eval()
 
 
 def resume(path: Path, cfg: TrainConfig, prep: RunData, model, optimizer, scheduler):
@@ -857,7 +916,10 @@ def selection_summary(cfg: TrainConfig, prep: RunData, history: list[dict[str, f
             "clips": inner.get("val", {}).get("clips"),
             "best": chosen,
             "last_epoch": last,
-            "note": "epoch chosen on held-back training speakers; 'val' is measured once, on clips no choice saw",
+            "refit": bool(inner.get("refit")),
+            "note": "epoch chosen on held-back training speakers"
+            + ("; then trained again on all training speakers up to it" if inner.get("refit") else "")
+            + "; 'val' is measured once, on clips no choice saw",
         }
     return {
         "on": cfg.select.value,
@@ -911,6 +973,12 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
         default=Selection.INNER,
         help="which clips choose the kept epoch: inner (default; held-back training speakers, the reported "
         "clips stay unseen) or heldout (the seed protocol: the reported clips, optimistic)",
+    )
+    g.add_argument(
+        "--refit",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="with --select inner: train again on all training speakers up to the chosen epoch",
     )
     g.add_argument("--synthetic-per-class", type=int, default=0, help="procedural clips added to training only")
     g.add_argument("--cache-dir", type=Path, help="feature cache (default ~/.cache/synesthesia/features)")
