@@ -144,6 +144,7 @@ def test_compare_writes_table_and_plot(tmp_path: Path, cache: Path) -> None:
     argv = ["compare", *TINY, *FAST, "--arch", "ann", "--arch", "cnn", "--cache-dir", str(cache)]
     assert main([*argv, "--out", str(tmp_path)]) == 0
     md = (tmp_path / "compare.md").read_text()
+    assert "Epoch chosen on: an inner split of the training speakers" in md
     assert "speaker-independent" in md and "| ann |" in md and "| cnn |" in md
     assert (tmp_path / "compare.png").is_file()
     assert [r["name"] for r in json.loads((tmp_path / "compare.json").read_text())["rows"]] == ["ann", "cnn"]

@@ -16,6 +16,7 @@ from typing import Any
 from engine.models.encoders import Arch
 from trainer import reports
 from trainer.train_audio import (
+    Selection,
     TrainConfig,
     add_data_arguments,
     add_optim_arguments,
@@ -42,6 +43,12 @@ COLUMNS = [
     ("best_epoch", "best epoch"),
     ("train_s", "train s"),
 ]
+
+
+CHOSEN_ON = {
+    Selection.INNER: "an inner split of the training speakers (the validation speakers are scored once)",
+    Selection.HELDOUT: "the validation clips themselves (seed protocol: optimistic)",
+}
 
 
 def row_of(arch: Arch, metrics: dict[str, Any]) -> dict[str, Any]:
@@ -84,7 +91,8 @@ def compare(base: TrainConfig, archs: list[Arch], command: str | None = None) ->
         f"# Encoder families compared\n\nValidation: **{prep.rule}** — {prep.split['val']['clips']} clips, "
         f"{prep.split['val']['speakers']} speakers; taxonomy `{prep.taxonomy['name']}`; {base.epochs} epochs, "
         f"batch {base.batch_size}, lr {base.lr:g}, seed {base.seed}. CPU ms: one window through ONNX Runtime "
-        f"on {base.latency_threads} threads.\n\n"
+        f"on {base.latency_threads} threads. Epoch chosen on: {CHOSEN_ON[base.select]}"
+        f"{' (then refitted on all training speakers)' if base.refit and base.select is Selection.INNER else ''}.\n\n"
     )
     md = heading + reports.markdown_table(rows, COLUMNS) + "\n"
     if command:
