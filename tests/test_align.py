@@ -155,3 +155,17 @@ def test_va_readout_refit_recovers_a_known_readout() -> None:
     head = fit_va_readout(encoder, art)
     with torch.no_grad():
         assert torch.allclose(torch.tanh(head(shared)), va, atol=1e-3)
+
+
+def test_stage2_screen_scores_every_setting_on_the_dev_clips() -> None:
+    from trainer.align import train_art_space
+    from trainer.align_dev import screen
+
+    torch.manual_seed(0)
+    audio_model = audio_model_from_config({"arch": "cnn", "width": 8, "embedding_dim": 32}, 128).eval()
+    art = procedural_art(CLASSES, 6, size=32, seed=0)
+    cfg = AlignConfig(art=ArtSpaceConfig(image=ImageEncoderConfig(input_size=32, width=8), steps=4, per_class=4))
+    space = train_art_space(art, art, cfg)
+    rows = list(screen(audio_model, _audio_set(4, 0), _audio_set(2, 10), space, art, art, [0.5, 2.0], [0.1]))
+    assert [(r["w_centroid"], r["temperature"]) for r in rows] == [(0.5, 0.1), (2.0, 0.1)]
+    assert all(0.0 <= r["dev_retrieval"] <= 1.0 and -1.0 <= r["cosine_to_art_centroid"] <= 1.0 for r in rows)

@@ -1,0 +1,118 @@
+"""Screen stage-2 settings on the inner split, never on the reported speakers.
+
+    python -m trainer.align_dev runs/default/main/ckpt.pt --art-from assets/default --cache runs/default/cache
+
+The checkpoint is the *choosing* run's last epoch (`ckpt.pt` of an `audio` run with `--select inner`): an
+encoder trained on the inner training speakers only, so its inner validation speakers are unseen voices
+that the reported (outer) speakers are not. Stage 2 is trained on the inner training clips plus
+procedural voices for every combination of the given centroid weights and temperatures, and scored by
+retrieval on the inner validation clips, next to that encoder's own accuracy there. One JSON line each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from engine.audio.frontend import FrontEndConfig
+from engine.errors import ConfigError
+from engine.models.checkpoint import load_audio_model
+from engine.models.heads import AudioModel
+from trainer.align import AlignConfig, ArtSpace, AudioAlignConfig, AudioSet, align_audio
+from trainer.artimages import ArtImages
+
+
+def screen(
+    audio_model: AudioModel,
+    train: AudioSet,
+    dev: AudioSet,
+    space: ArtSpace,
+    art_train: ArtImages,
+    art_val: ArtImages,
+    centroid_weights: Sequence[float],
+    temperatures: Sequence[float],
+) -> Iterator[dict[str, Any]]:
+    """One row per setting: retrieval of the dev clips and their cosine to their emotion's art centroid."""
+    for w_centroid, temperature in itertools.product(centroid_weights, temperatures):
+        cfg = AlignConfig(audio=AudioAlignConfig(w_centroid=w_centroid, temperature=temperature))
+        m = align_audio(audio_model, train, dev, space, art_train, art_val, cfg).metrics
+        yield {
+            "w_centroid": w_centroid,
+            "temperature": temperature,
+            "dev_retrieval": round(m["audio_to_art"], 4),
+            "cosine_to_art_centroid": round(m["cosine_to_art_centroid"], 4),
+        }
+
+
+def inner_sets(checkpoint: Path) -> tuple[AudioModel, AudioSet, AudioSet, dict[str, Any]]:
+    """(encoder, inner training clips, inner validation clips, checkpoint) of a choosing run."""
+    from trainer.features import standardize
+    from trainer.train_audio import TrainConfig, inner_split, prepare
+
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    cfg = TrainConfig.model_validate(ckpt["train_config"])
+    frontend = FrontEndConfig.model_validate(ckpt["frontend"])
+    outer = prepare(cfg, frontend, progress=False)
+    inner = inner_split(outer, cfg.val_fraction, cfg.seed + 1)
+    if inner.split["val_speakers"] != ckpt["split"].get("val_speakers"):
+        raise ConfigError(f"{checkpoint}: not the inner split of a --select inner run (use its ckpt.pt)")
+    mean, std = np.asarray(ckpt["mel_mean"], np.float32), np.asarray(ckpt["mel_std"], np.float32)
+    classes = list(ckpt["classes"])
+
+    def to_set(bank: Any) -> AudioSet:
+        keep = np.flatnonzero(bank.labels >= 0)
+        speakers = np.asarray([bank.speakers[i] for i in keep])
+        feats = standardize(bank.mels[keep], mean, std)  # [N, 1, M, T]
+        return AudioSet(feats, bank.labels[keep], bank.va[keep].astype(np.float32), speakers, classes)
+
+    return load_audio_model(checkpoint).eval(), to_set(inner.train), to_set(inner.val), ckpt
+
+
+def main(argv: list[str] | None = None) -> int:
+    from trainer.align_data import AudioBundle, concat_audio, load_art, synthetic_split
+    from trainer.art_default import fit_va_readout, load_art_source
+
+    p = argparse.ArgumentParser(prog="python -m trainer.align_dev", description=__doc__.splitlines()[0])
+    p.add_argument("checkpoint", type=Path, help="ckpt.pt of an audio run with --select inner")
+    p.add_argument("--art-from", type=Path, default=Path("assets/default"), help="bundle whose art half is used")
+    p.add_argument("--cache", type=Path, help="rendered art and procedural audio cache")
+    p.add_argument("--centroid-weights", type=float, nargs="+", default=[0.5, 1.0, 2.0, 4.0])
+    p.add_argument("--temperatures", type=float, nargs="+", default=[0.1, 0.05])
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+
+    model, train, dev, ckpt = inner_sets(args.checkpoint)
+    classes = list(ckpt["classes"])
+    frontend = FrontEndConfig.model_validate(ckpt["frontend"])
+    mean, std = np.asarray(ckpt["mel_mean"], np.float32), np.asarray(ckpt["mel_std"], np.float32)
+    ab = AudioBundle(model, frontend, mean, std, classes, {})
+    synth, s_tr, _ = synthetic_split(
+        classes, ab, per_class=80, voices=10, seed=7001, val_fraction=0.2, cache_dir=args.cache
+    )
+    art_train, art_val = load_art(classes, per_class=400, val_per_class=100, size=128, seed=0, cache_dir=args.cache)
+    source = load_art_source(args.art_from)
+    va_head = source.va_head or fit_va_readout(source.art_encoder, art_train)
+    space = ArtSpace(source.art_encoder, va_head, source.art_space_metrics)
+    with torch.no_grad():
+        accuracy = float((model(dev.features)[0].argmax(1).numpy() == dev.labels).mean())
+    print(json.dumps({"dev_clips": len(dev.labels), "dev_speakers": sorted(set(dev.speakers.tolist())),
+                      "encoder_accuracy": round(accuracy, 4)}))  # fmt: skip
+    sys.stdout.flush()
+    for row in screen(
+        model, concat_audio([train, synth.subset(s_tr)]), dev, space, art_train, art_val,
+        args.centroid_weights, args.temperatures,
+    ):  # fmt: skip
+        print(json.dumps(row), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
