@@ -107,10 +107,13 @@ def collect(sub: zmq.Socket, seconds: float) -> list[tuple[str, dict]]:
 def test_engine_publishes_every_design_address_over_real_sockets(
     full_bundle: Path, speech_wav: Path, osc_rx: OscReceiver
 ) -> None:
-    cfg = config(f"file:{speech_wav}", [f"127.0.0.1:{osc_rx.port}"])
+    # Real time: a free-running file analyses hundreds of windows a second, and the OSC flood (thousands of
+    # datagrams a second) overruns the Python receiver's socket buffer, so the kernel drops heartbeats.
+    cfg = config(f"file:{speech_wav}", [f"127.0.0.1:{osc_rx.port}"], audio={"realtime": True})
     with running(full_bundle, cfg) as engine:
         ctx, sub = subscribe(engine.sender.zmq.endpoint)
         try:
+            osc_rx.wait_for("/syn/nearest", 1, timeout=30)  # the first window (3 s of audio) has been analysed
             osc_rx.wait_for("/syn/heartbeat", 2, timeout=30)
             msgs = collect(sub, 1.5)
         finally:
