@@ -474,8 +474,8 @@ def align_audio(
                 step, bcfg.steps, row["loss"], row["cross"], row["va"], m["audio_to_art"], m["art_to_audio"],
             )  # fmt: skip
             score = m["audio_to_art"] + 1e-3 * m["art_to_audio"]
-            last = step == bcfg.steps
-            if last if bcfg.keep is StepChoice.LAST else (best is None or score > best[0]):
+            kept = (best is None or score > best[0]) if bcfg.keep is StepChoice.BEST else step == bcfg.steps
+            if kept:
                 best = (score, step, m, copy.deepcopy(audio_proj.state_dict()))
 
     # 4. The kept step, assembled into the exported AudioModel (frozen encoder + new projection).
@@ -561,14 +561,19 @@ def _load(path: Path) -> dict[str, Any]:
     return ckpt
 
 
+def va_head_from_state(state: dict[str, torch.Tensor]) -> nn.Linear:
+    """Stage 1's valence/arousal readout (shared [B, S] -> [B, 2]) from its state dict."""
+    head = nn.Linear(state["weight"].shape[1], 2)  # weight [2, S]
+    head.load_state_dict(state)
+    return head.eval()
+
+
 def load_art_space(path: str | Path) -> ArtSpace:
     """Stage 1 from art_space.pt or align.pt."""
     ckpt = _load(Path(path))
     enc = ArtEncoder(ImageEncoderConfig.model_validate({**ckpt["art_encoder"]["config"], "pretrained": None}))
     enc.load_state_dict(ckpt["art_encoder"]["state_dict"])
-    weight = ckpt["va_head"]["weight"]  # [2, S]
-    va_head = nn.Linear(weight.shape[1], 2)
-    va_head.load_state_dict(ckpt["va_head"])
+    va_head = va_head_from_state(ckpt["va_head"])
     metrics = ckpt.get("metrics", {})
     return ArtSpace(enc.eval(), va_head.eval(), metrics.get("art_space", metrics))
 

@@ -238,7 +238,6 @@ def audio_from_run(checkpoint: Path, ab: AudioBundle) -> tuple[AudioSet, AudioSe
     speaker split as the encoder was trained with (trainer.train_audio.prepare, cached features),
     z-scored with the bundle's statistics. Clips without a class (VA-only) are left out."""
     from trainer.export import checkpoint_info
-    from trainer.features import standardize
     from trainer.train_audio import TrainConfig, prepare
 
     info = checkpoint_info(checkpoint)
@@ -247,14 +246,17 @@ def audio_from_run(checkpoint: Path, ab: AudioBundle) -> tuple[AudioSet, AudioSe
         raise SynesthesiaError(f"{checkpoint}: the corpora now split differently from when the encoder was trained")
     if list(prep.classes) != list(ab.classes):
         raise SynesthesiaError(f"{checkpoint}: classes {prep.classes} differ from the bundle's {ab.classes}")
+    return bank_audio_set(prep.train, ab), bank_audio_set(prep.val, ab), dict(prep.split)
 
-    def to_set(bank: Any) -> AudioSet:
-        keep = np.flatnonzero(bank.labels >= 0)
-        feats = standardize(bank.mels[keep], ab.mel_mean, ab.mel_std)  # [N, 1, M, T]
-        speakers = np.asarray([bank.speakers[i] for i in keep])
-        return AudioSet(feats, bank.labels[keep], bank.va[keep].astype(np.float32), speakers, list(ab.classes))
 
-    return to_set(prep.train), to_set(prep.val), dict(prep.split)
+def bank_audio_set(bank: Any, ab: AudioBundle) -> AudioSet:
+    """A trainer ClipBank as an AudioSet, z-scored with `ab`'s statistics; clips without a class left out."""
+    from trainer.features import standardize
+
+    keep = np.flatnonzero(bank.labels >= 0)
+    feats = standardize(bank.mels[keep], ab.mel_mean, ab.mel_std)  # [N, 1, M, T]
+    speakers = np.asarray([bank.speakers[i] for i in keep])
+    return AudioSet(feats, bank.labels[keep], bank.va[keep].astype(np.float32), speakers, list(ab.classes))
 
 
 def load_data(args: argparse.Namespace, *, need_audio: bool = True) -> ArtHalfData:

@@ -27,6 +27,7 @@ from engine.errors import ConfigError
 from engine.models.checkpoint import load_audio_model
 from engine.models.heads import AudioModel
 from trainer.align import AlignConfig, ArtSpace, AudioAlignConfig, AudioSet, align_audio
+from trainer.align_data import AudioBundle, bank_audio_set, concat_audio, load_art, synthetic_split
 from trainer.artimages import ArtImages
 
 
@@ -52,33 +53,29 @@ def screen(
         }
 
 
-def inner_sets(checkpoint: Path) -> tuple[AudioModel, AudioSet, AudioSet, dict[str, Any]]:
-    """(encoder, inner training clips, inner validation clips, checkpoint) of a choosing run."""
-    from trainer.features import standardize
+def inner_sets(checkpoint: Path) -> tuple[AudioBundle, AudioSet, AudioSet]:
+    """(the run's encoder and front end, inner training clips, inner validation clips) of a choosing run."""
     from trainer.train_audio import TrainConfig, inner_split, prepare
 
     ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
     cfg = TrainConfig.model_validate(ckpt["train_config"])
     frontend = FrontEndConfig.model_validate(ckpt["frontend"])
-    outer = prepare(cfg, frontend, progress=False)
-    inner = inner_split(outer, cfg.val_fraction, cfg.seed + 1)
+    inner = inner_split(prepare(cfg, frontend, progress=False), cfg.val_fraction, cfg.seed + 1)
     if inner.split["val_speakers"] != ckpt["split"].get("val_speakers"):
         raise ConfigError(f"{checkpoint}: not the inner split of a --select inner run (use its ckpt.pt)")
-    mean, std = np.asarray(ckpt["mel_mean"], np.float32), np.asarray(ckpt["mel_std"], np.float32)
-    classes = list(ckpt["classes"])
-
-    def to_set(bank: Any) -> AudioSet:
-        keep = np.flatnonzero(bank.labels >= 0)
-        speakers = np.asarray([bank.speakers[i] for i in keep])
-        feats = standardize(bank.mels[keep], mean, std)  # [N, 1, M, T]
-        return AudioSet(feats, bank.labels[keep], bank.va[keep].astype(np.float32), speakers, classes)
-
-    return load_audio_model(checkpoint).eval(), to_set(inner.train), to_set(inner.val), ckpt
+    ab = AudioBundle(
+        load_audio_model(checkpoint).eval(),
+        frontend,
+        np.asarray(ckpt["mel_mean"], np.float32),
+        np.asarray(ckpt["mel_std"], np.float32),
+        list(ckpt["classes"]),
+        {},
+    )
+    return ab, bank_audio_set(inner.train, ab), bank_audio_set(inner.val, ab)
 
 
 def main(argv: list[str] | None = None) -> int:
-    from trainer.align_data import AudioBundle, concat_audio, load_art, synthetic_split
-    from trainer.art_default import fit_va_readout, load_art_source
+    from trainer.art_default import ALIGNMENT_VOICES, ArtHalfConfig, fit_va_readout, load_art_source
 
     p = argparse.ArgumentParser(prog="python -m trainer.align_dev", description=__doc__.splitlines()[0])
     p.add_argument("checkpoint", type=Path, help="ckpt.pt of an audio run with --select inner")
@@ -89,25 +86,23 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(1)
 
-    model, train, dev, ckpt = inner_sets(args.checkpoint)
-    classes = list(ckpt["classes"])
-    frontend = FrontEndConfig.model_validate(ckpt["frontend"])
-    mean, std = np.asarray(ckpt["mel_mean"], np.float32), np.asarray(ckpt["mel_std"], np.float32)
-    ab = AudioBundle(model, frontend, mean, std, classes, {})
-    synth, s_tr, _ = synthetic_split(
-        classes, ab, per_class=80, voices=10, seed=7001, val_fraction=0.2, cache_dir=args.cache
-    )
-    art_train, art_val = load_art(classes, per_class=400, val_per_class=100, size=128, seed=0, cache_dir=args.cache)
+    ab, train, dev = inner_sets(args.checkpoint)
+    synth, s_tr, _ = synthetic_split(ab.classes, ab, **ALIGNMENT_VOICES, cache_dir=args.cache)
+    art = ArtHalfConfig()  # the same procedural art as the default bundle's art half
+    art_train, art_val = load_art(
+        ab.classes, per_class=art.art_per_class, val_per_class=art.art_val_per_class, size=art.art_size,
+        seed=art.art_seed, cache_dir=args.cache,
+    )  # fmt: skip
     source = load_art_source(args.art_from)
     va_head = source.va_head or fit_va_readout(source.art_encoder, art_train)
     space = ArtSpace(source.art_encoder, va_head, source.art_space_metrics)
     with torch.no_grad():
-        accuracy = float((model(dev.features)[0].argmax(1).numpy() == dev.labels).mean())
+        accuracy = float((ab.audio_model(dev.features)[0].argmax(1).numpy() == dev.labels).mean())
     print(json.dumps({"dev_clips": len(dev.labels), "dev_speakers": sorted(set(dev.speakers.tolist())),
                       "encoder_accuracy": round(accuracy, 4)}))  # fmt: skip
     sys.stdout.flush()
     for row in screen(
-        model, concat_audio([train, synth.subset(s_tr)]), dev, space, art_train, art_val,
+        ab.audio_model, concat_audio([train, synth.subset(s_tr)]), dev, space, art_train, art_val,
         args.centroid_weights, args.temperatures,
     ):  # fmt: skip
         print(json.dumps(row), flush=True)

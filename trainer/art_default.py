@@ -45,6 +45,7 @@ from trainer.align import (
     save_alignment,
     save_art_space,
     train_art_space,
+    va_head_from_state,
 )
 from trainer.align_data import ART_ENCODER_FILE, DEFAULT_CLASSES, VAL_ART_SEED_OFFSET, load_art
 from trainer.artimages import ArtImages
@@ -133,11 +134,7 @@ def load_art_source(bundle_dir: Path) -> ArtSource:
     path = Path(bundle_dir) / ART_ENCODER_FILE
     encoder = load_art_encoder(path)
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    va_head = None
-    if "va_head" in ckpt:
-        weight = ckpt["va_head"]["weight"]  # [2, S]
-        va_head = torch.nn.Linear(weight.shape[1], 2)
-        va_head.load_state_dict(ckpt["va_head"])
+    va_head = va_head_from_state(ckpt["va_head"]) if "va_head" in ckpt else None
     generator = load_generator(Path(bundle_dir) / bundle.manifest.generator.torch)
     raw = json.loads((Path(bundle_dir) / MANIFEST).read_text(encoding="utf-8"))
     art = raw.get("metrics", {}).get("art", {})
@@ -159,6 +156,11 @@ def fit_va_readout(art_encoder: ArtEncoder, art: ArtImages) -> torch.nn.Linear:
         head.weight.copy_(solution[:-1].T.float())
         head.bias.copy_(solution[-1].float())
     return head.eval()
+
+
+# Procedural voices added to the alignment (training voices) and to its held-out audio (the rest):
+# keyword arguments of trainer.align_data.synthetic_split.
+ALIGNMENT_VOICES: dict[str, Any] = {"per_class": 80, "voices": 10, "seed": 7001, "val_fraction": 0.2}
 
 
 def _complete_gan(path: Path, cfg: GanConfig) -> bool:
@@ -438,9 +440,7 @@ def build_default(bundle_dir: Path, runs_dir: Path, data_root: Path, art_source:
     torch.set_num_threads(1)
     ab = load_audio_bundle(bundle_dir)
     real_train, real_val, split = audio_from_run(runs_dir / "main" / "best.pt", ab)
-    synth, s_tr, s_va = synthetic_split(
-        ab.classes, ab, per_class=80, voices=10, seed=7001, val_fraction=0.2, cache_dir=runs_dir / "cache"
-    )
+    synth, s_tr, s_va = synthetic_split(ab.classes, ab, **ALIGNMENT_VOICES, cache_dir=runs_dir / "cache")
     audio_data = {
         "corpora": ["the encoder's corpora (runs/default/main) with its speaker split", "procedural synth seed 7001"],
         "real_val_speakers": split.get("val_speakers"),
