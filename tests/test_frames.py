@@ -13,6 +13,7 @@ import time
 import numpy as np
 import pytest
 
+from engine.emotions import CIRCUMPLEX
 from engine.inference.base import BackendKind, Component, Runner
 from engine.render.frames import (
     ColourGrade,
@@ -24,7 +25,6 @@ from engine.render.frames import (
     Keyframes,
     PostSettings,
 )
-from engine.render.latent import CLASS_VA
 from trainer.artgen import EXPECTED_DIRECTIONS, colour_stats
 
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
@@ -181,7 +181,7 @@ def test_colour_grade_pushes_in_the_art_corpus_directions() -> None:
     p = painter(size=(48, 48))
     frames = {}
     for label in CLASSES:
-        v, a = CLASS_VA[label]
+        v, a = CIRCUMPLEX[label]
         frames[label] = np.stack([canvas_rgb(p(texture(s), valence=v, arousal=a)).copy() for s in range(4)])
     stats = {label: colour_stats(imgs) for label, imgs in frames.items()}
     failed = [

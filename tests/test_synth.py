@@ -15,7 +15,8 @@ import pytest
 from scipy.signal import find_peaks
 
 from engine.audio.loading import load_audio
-from engine.audio.synth import EMOTION_VA, Expression, SynthStream, synthesize
+from engine.audio.synth import Expression, SynthStream, synthesize
+from engine.emotions import CIRCUMPLEX
 from trainer.synthetic import CSV_COLUMNS, SyntheticCorpus, write_corpus
 
 SR = 22050
@@ -89,9 +90,9 @@ def test_seeds_and_voices_differ(kind: str) -> None:
 
 
 def test_emotion_name_equals_its_va_anchor() -> None:
-    assert {"angry", "happy", "sad", "neutral", "fearful", "calm", "surprised", "disgust", "bored"} <= set(EMOTION_VA)
-    assert all(-1 <= v <= 1 and -1 <= a <= 1 for v, a in EMOTION_VA.values())
-    v, a = EMOTION_VA["sad"]
+    assert {"angry", "happy", "sad", "neutral", "fearful", "calm", "surprised", "disgust", "bored"} <= set(CIRCUMPLEX)
+    assert all(-1 <= v <= 1 and -1 <= a <= 1 for v, a in CIRCUMPLEX.values())
+    v, a = CIRCUMPLEX["sad"]
     assert np.array_equal(synthesize("sad", duration_s=0.5), synthesize(valence=v, arousal=a, duration_s=0.5))
 
 
@@ -214,19 +215,19 @@ def test_stream_set_target_glides_to_the_new_emotion() -> None:
     stream = SynthStream("sad", kind="speech", sample_rate=SR, seed=1, segment_s=1.0, crossfade_s=0.1, glide_s=1.0)
     before = stream.read(3 * SR)
     stream.set_target("angry")
-    assert stream.target == EMOTION_VA["angry"]
+    assert stream.target == CIRCUMPLEX["angry"]
     stream.read(SR + 1)  # the first segment after the change
     _, mid_a = stream.current
-    assert EMOTION_VA["sad"][1] < mid_a < EMOTION_VA["angry"][1]  # on the way, not a jump
+    assert CIRCUMPLEX["sad"][1] < mid_a < CIRCUMPLEX["angry"][1]  # on the way, not a jump
     stream.read(3 * SR)
     after = stream.read(3 * SR)
-    assert np.allclose(stream.current, EMOTION_VA["angry"], atol=0.05)
+    assert np.allclose(stream.current, CIRCUMPLEX["angry"], atol=0.05)
     assert rms_db(after) - rms_db(before) > 6.0
     stream.set_target((0.0, 0.0))
     with pytest.raises(ValueError):
         stream.set_target("elated-ish")
     stream.reset()
-    assert stream.current == stream.target == EMOTION_VA["sad"]
+    assert stream.current == stream.target == CIRCUMPLEX["sad"]
     assert np.array_equal(stream.read(3 * SR), before)
 
 
@@ -241,7 +242,7 @@ def test_corpus_is_lazy_deterministic_and_speaker_balanced() -> None:
     by_speaker: dict[str, set[str]] = {}
     for s in specs:
         by_speaker.setdefault(s.speaker, set()).add(s.label)
-        anchor = EMOTION_VA[s.label]
+        anchor = CIRCUMPLEX[s.label]
         assert abs(s.valence - anchor[0]) < 0.5 and abs(s.arousal - anchor[1]) < 0.5
     assert len(by_speaker) == 4  # 2 voices x 2 kinds
     assert all(labels == set(FOUR) for labels in by_speaker.values())  # every voice utters every class

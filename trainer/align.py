@@ -41,8 +41,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from engine.audio.frontend import FrontEnd, FrontEndConfig, trim_silence
+from engine.emotions import CIRCUMPLEX
 from engine.models.heads import AudioModel, ProjectionHead
-from trainer.artimages import DEFAULT_VA, ArtImages
+from trainer.artimages import ArtImages
 from trainer.diffaug import translation
 from trainer.image_encoder import ArtEncoder, ImageEncoderConfig
 
@@ -131,7 +132,7 @@ class AudioSet:
 
 def class_va(classes: Sequence[str], labels: np.ndarray) -> np.ndarray:
     """The circumplex centre of each label (for corpora with categories only): float32 [N, 2]."""
-    table = np.array([DEFAULT_VA.get(c, (0.0, 0.0)) for c in classes], dtype=np.float32)
+    table = np.array([CIRCUMPLEX.get(c, (0.0, 0.0)) for c in classes], dtype=np.float32)
     return table[labels]
 
 
@@ -162,7 +163,7 @@ def audio_set_from_clips(
     for audio, label, valence, arousal, speaker in clips:
         if label not in index:
             continue
-        v0, a0 = DEFAULT_VA.get(label, (0.0, 0.0))
+        v0, a0 = CIRCUMPLEX.get(label, (0.0, 0.0))
         clip = trim_silence(np.asarray(audio, dtype=np.float32), frontend)[:n]
         pending.append(np.pad(clip, (0, n - len(clip))))
         labels.append(index[label])

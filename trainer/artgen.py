@@ -31,6 +31,8 @@ from typing import NamedTuple
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from engine.emotions import CIRCUMPLEX
+
 __all__ = [
     "ART_VA",
     "EXPECTED_DIRECTIONS",
@@ -47,13 +49,9 @@ __all__ = [
     "visual_params",
 ]
 
-# Anchors on Russell's circumplex (valence, arousal), the centres of each emotion's region.
-ART_VA: dict[str, tuple[float, float]] = {
-    "angry": (-0.70, 0.75),
-    "happy": (0.75, 0.55),
-    "sad": (-0.65, -0.60),
-    "neutral": (0.0, -0.10),
-}
+# The emotions the procedural painter is drawn around, at their places in the one circumplex table.
+ART_CLASSES: tuple[str, ...] = ("angry", "happy", "sad", "neutral")
+ART_VA: dict[str, tuple[float, float]] = {c: CIRCUMPLEX[c] for c in ART_CLASSES}
 
 STYLES: tuple[str, ...] = ("colour_field", "strokes", "geometric", "flow", "texture")
 

@@ -18,15 +18,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-log = logging.getLogger("synesthesia.art")
+from engine.emotions import CIRCUMPLEX
 
-# Centre of each emotion on Russell's circumplex (valence, arousal); used where a corpus has labels only.
-DEFAULT_VA: dict[str, tuple[float, float]] = {
-    "angry": (-0.70, 0.75),
-    "happy": (0.75, 0.55),
-    "sad": (-0.65, -0.60),
-    "neutral": (0.0, -0.10),
-}
+log = logging.getLogger("synesthesia.art")
 
 
 class ArtRecordLike(Protocol):
@@ -173,7 +167,7 @@ def _square(img: Image.Image, size: int) -> np.ndarray:
 def art_from_records(records: Iterable[ArtRecordLike], classes: Sequence[str], *, size: int = 128) -> ArtImages:
     """Decode image files (records from trainer.artdata) into an ArtImages; unknown labels are skipped.
 
-    A record without valence/arousal gets its class's centre (DEFAULT_VA, or the origin).
+    A record without valence/arousal gets its class's centre (`engine.emotions.CIRCUMPLEX`, or the origin).
     """
     index = {c: i for i, c in enumerate(classes)}
     images, labels, va, ids = [], [], [], []
@@ -184,7 +178,7 @@ def art_from_records(records: Iterable[ArtRecordLike], classes: Sequence[str], *
             continue
         with Image.open(rec.path) as img:
             images.append(_square(img, size))
-        v0, a0 = DEFAULT_VA.get(rec.label, (0.0, 0.0))
+        v0, a0 = CIRCUMPLEX.get(rec.label, (0.0, 0.0))
         va.append((v0 if rec.valence is None else rec.valence, a0 if rec.arousal is None else rec.arousal))
         labels.append(index[rec.label])
         ids.append(rec.id)

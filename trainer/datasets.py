@@ -22,7 +22,8 @@ from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
-from trainer.taxonomy import Taxonomy, canonical_emotion, normalize_label, va_target
+from engine.emotions import canonical_emotion, normalize_label
+from trainer.taxonomy import Taxonomy, va_target
 
 AUDIO_EXTENSIONS = frozenset({".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff"})
 MAX_EXAMPLES = 5
@@ -484,7 +485,7 @@ def _unwrap(root: Path) -> Path:
 def load_folder(root: str | Path, *, corpus: str = "folder", verify: bool = True) -> LoadResult:
     """Folder per label: `root/<label>/[<speaker>/]clip.wav`.
 
-    The label folder may use any spelling in `trainer.taxonomy.EMOTION_ALIASES`. The speaker is taken
+    The label folder may use any spelling in `engine.emotions.EMOTION_ALIASES`. The speaker is taken
     from a recognised corpus file name (`ravdess:01`, ...), else from a sub-folder under the label
     (`<corpus>:<name>`), else it is unknown and the clip forms its own split group.
     """

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.audio.synth import EMOTION_VA, KINDS, Kind, resolve_va, synthesize
+from engine.audio.synth import KINDS, Kind, resolve_va, synthesize
+from engine.emotions import CIRCUMPLEX
 
 CSV_COLUMNS = ("path", "label", "valence", "arousal", "speaker")
 DEFAULT_CLASSES = ("angry", "happy", "sad", "neutral")
@@ -57,7 +58,7 @@ class SyntheticCorpus:
 
     Within a class, item j is of kind `kinds[j % len(kinds)]` and spoken by voice
     `(j // len(kinds)) % n_voices`; speaker ids are `synth<seed>-<kind>-<voice>`. Valence and arousal are
-    the class's `EMOTION_VA` anchor plus Gaussian jitter of `va_jitter` (clipped to [-1, 1], rounded to
+    the class's `CIRCUMPLEX` anchor plus Gaussian jitter of `va_jitter` (clipped to [-1, 1], rounded to
     4 decimals so they round-trip through CSV exactly); the audio is synthesised at exactly those values.
     """
 
@@ -76,8 +77,8 @@ class SyntheticCorpus:
         if not classes:
             raise ValueError("classes is empty")
         for name in classes:
-            if name not in EMOTION_VA:
-                raise ValueError(f"unknown class {name!r}; synthetic classes: {', '.join(EMOTION_VA)}")
+            if name not in CIRCUMPLEX:
+                raise ValueError(f"unknown class {name!r}; synthetic classes: {', '.join(CIRCUMPLEX)}")
         if len(set(classes)) != len(classes):
             raise ValueError(f"duplicate classes in {list(classes)}")
         if n_per_class < 1 or n_voices < 1:

@@ -5,8 +5,8 @@ then maps each canonical emotion to a training class or to None (dropped). The m
 (`TAXONOMY_MAPPINGS`), overridable from a TOML/JSON file or a dict, so a venue or a study can change them
 without touching code. docs/data.md explains each choice.
 
-Categorical corpora get valence/arousal targets from `CIRCUMPLEX` (approximate placements after Russell
-1980 and Posner et al. 2005) with the arousal magnitude scaled by the acted intensity (`INTENSITY_AROUSAL`).
+Categorical corpora get valence/arousal targets from `engine.emotions.CIRCUMPLEX` (the one
+table the engine shares) with the arousal magnitude scaled by the acted intensity (`INTENSITY_AROUSAL`).
 """
 
 from __future__ import annotations
@@ -19,72 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-CANONICAL_EMOTIONS: tuple[str, ...] = (
-    "neutral",
-    "calm",
-    "happy",
-    "sad",
-    "angry",
-    "fearful",
-    "disgust",
-    "surprised",
-    "bored",
-    "excited",
-    "frustrated",
-    "contempt",
-)
-
-# Spellings seen in corpus codes, folder names and CSVs -> canonical name. Keys are normalised
-# (lower case, spaces and hyphens as underscores) before lookup.
-EMOTION_ALIASES: dict[str, str] = {
-    **{name: name for name in CANONICAL_EMOTIONS},
-    "neu": "neutral",
-    "relaxed": "calm",
-    "happiness": "happy",
-    "joy": "happy",
-    "hap": "happy",
-    "sadness": "sad",
-    "sorrow": "sad",
-    "anger": "angry",
-    "ang": "angry",
-    "fear": "fearful",
-    "afraid": "fearful",
-    "scared": "fearful",
-    "fea": "fearful",
-    "disgusted": "disgust",
-    "dis": "disgust",
-    "surprise": "surprised",
-    "suprised": "surprised",  # the Kaggle "Audio Emotions" compilation's folder name
-    "suprise": "surprised",
-    "sur": "surprised",
-    "ps": "surprised",  # TESS "pleasant surprise"
-    "pleasant_surprise": "surprised",
-    "pleasant_surprised": "surprised",
-    "boredom": "bored",
-    "excitement": "excited",
-    "exc": "excited",
-    "frustration": "frustrated",
-    "fru": "frustrated",
-    "contemptuous": "contempt",
-}
-
-# Approximate (valence, arousal) in [-1, 1] per canonical emotion, placed after Russell's (1980)
-# circumplex and Posner, Russell & Peterson (2005), rounded to one decimal. Targets for a regression
-# head, not measurements: categorical corpora have no continuous ratings.
-CIRCUMPLEX: dict[str, tuple[float, float]] = {
-    "neutral": (0.0, 0.0),
-    "calm": (0.4, -0.6),
-    "happy": (0.8, 0.5),
-    "excited": (0.7, 0.8),
-    "surprised": (0.3, 0.8),
-    "sad": (-0.7, -0.5),
-    "bored": (-0.4, -0.7),
-    "angry": (-0.6, 0.8),
-    "frustrated": (-0.6, 0.4),
-    "fearful": (-0.7, 0.6),
-    "disgust": (-0.7, 0.3),
-    "contempt": (-0.5, 0.2),
-}
+from engine.emotions import CANONICAL_EMOTIONS, CIRCUMPLEX, canonical_emotion
 
 # Acted intensity -> factor on the arousal magnitude (then clipped to [-1, 1]). RAVDESS: normal, strong;
 # CREMA-D: low, medium, high (its "unspecified" level is None, factor 1).
@@ -122,18 +57,6 @@ TAXONOMY_CLASSES: dict[str, tuple[str, ...]] = {
     "default": ("angry", "happy", "sad", "neutral"),
     "seed3": ("angry", "happy", "sad"),
 }
-
-
-def normalize_label(label: str) -> str:
-    """Lower case, trimmed, spaces and hyphens as underscores."""
-    return "_".join(label.strip().lower().replace("-", " ").split())
-
-
-def canonical_emotion(label: str | None) -> str | None:
-    """Corpus label or alias -> canonical emotion, or None when it is not in the vocabulary."""
-    if label is None:
-        return None
-    return EMOTION_ALIASES.get(normalize_label(label))
 
 
 def intensity_factor(intensity: str | None) -> float:

@@ -21,16 +21,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from engine.audio.synth import EMOTION_VA
 from engine.config import AnalysisSettings
 from engine.controls import Controls, ControlState, Override
+from engine.emotions import canonical_emotion, emotion_va, nearest_emotion
 
 if TYPE_CHECKING:  # predict pulls in torch; the tracker itself only needs numpy
     from engine.analysis.predict import Prediction, WindowPrediction
-
-# Circumplex anchors (valence, arousal) per class name, shared with the synthesiser: the valence and arousal
-# an override by label shows, and how a valence/arousal override picks its label.
-CLASS_VA: dict[str, tuple[float, float]] = EMOTION_VA
 
 
 class StateKind(Enum):
@@ -178,11 +174,10 @@ class EmotionTracker:
     def _forced(self, state: EmotionState, o: Override) -> EmotionState:
         if o.label is not None:
             label = o.label
-            v, a = CLASS_VA.get(label, (state.valence, state.arousal))
+            v, a = emotion_va(label) if canonical_emotion(label) else (state.valence, state.arousal)
         else:
             v, a = float(o.valence), float(o.arousal)
-            known = [c for c in self.classes if c in CLASS_VA]
-            label = min(known, key=lambda c: math.dist(CLASS_VA[c], (v, a))) if known else state.label
+            label = nearest_emotion(v, a, self.classes) or state.label
         probs = np.zeros(len(self.classes))
         if label in self.classes:
             probs[self.classes.index(label)] = 1.0

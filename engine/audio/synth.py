@@ -30,36 +30,10 @@ from typing import Literal
 
 import numpy as np
 
+from engine.emotions import emotion_va
+
 Kind = Literal["speech", "music"]
 KINDS: tuple[Kind, ...] = ("speech", "music")
-
-# Circumplex anchors (valence, arousal) in [-1, 1]. Approximate placements after Russell's (1980)
-# circumplex (J. Pers. Soc. Psychol. 39:1161) and the dimensional ratings used in emotion-recognition
-# corpora; they fix each category's quadrant and rough distance from neutral, not exact coordinates.
-# "disgust" is not in Russell's set; it is placed as a negative, mildly aroused state.
-EMOTION_VA: dict[str, tuple[float, float]] = {
-    "neutral": (0.0, 0.0),
-    "happy": (0.8, 0.5),
-    "sad": (-0.7, -0.5),
-    "angry": (-0.6, 0.8),
-    "fearful": (-0.7, 0.6),
-    "calm": (0.5, -0.6),
-    "surprised": (0.3, 0.85),
-    "disgust": (-0.7, 0.2),
-    "bored": (-0.4, -0.7),
-}
-
-# Common alternative spellings, so `synth:fear` or a dataset's "anger" resolves.
-_ALIASES: dict[str, str] = {
-    "anger": "angry",
-    "happiness": "happy",
-    "joy": "happy",
-    "sadness": "sad",
-    "fear": "fearful",
-    "surprise": "surprised",
-    "disgusted": "disgust",
-    "boredom": "bored",
-}
 
 _REF_RMS_DB = -26.0  # active-signal RMS of a neutral clip; +8 dB at full arousal still leaves headroom
 _NOISE_FLOOR_DB = -70.0  # constant pink room noise, so pauses are quiet but not digital silence
@@ -71,17 +45,14 @@ def resolve_va(
     valence: float | None = None,
     arousal: float | None = None,
 ) -> tuple[float, float]:
-    """An emotion name (see `EMOTION_VA`), a (valence, arousal) pair, or both keywords -> (valence, arousal).
+    """An emotion name or alias, a (valence, arousal) pair, or both keywords -> (valence, arousal).
 
     Raises ValueError for an unknown name, a missing or doubled specification, or values outside [-1, 1].
     """
     if emotion is not None and (valence is not None or arousal is not None):
         raise ValueError("give either an emotion or valence and arousal, not both")
     if isinstance(emotion, str):
-        name = _ALIASES.get(emotion.strip().lower(), emotion.strip().lower())
-        if name not in EMOTION_VA:
-            raise ValueError(f"unknown emotion {emotion!r}; known: {', '.join(EMOTION_VA)}")
-        return EMOTION_VA[name]
+        return emotion_va(emotion)
     if emotion is not None:
         valence, arousal = emotion
     if valence is None or arousal is None:
@@ -198,7 +169,7 @@ def synthesize(
 ) -> np.ndarray:
     """One clip, float32 mono, peak <= 1, identical for identical arguments.
 
-    Give `emotion` (a key of `EMOTION_VA`) or both `valence` and `arousal` in [-1, 1]. `seed` picks the
+    Give `emotion` (a key of `engine.emotions.CIRCUMPLEX`) or both `valence` and `arousal` in [-1, 1]. `seed` picks the
     utterance; `voice` picks the synthetic speaker/player and defaults to `seed`.
     """
     v, a = resolve_va(emotion, valence, arousal)

@@ -30,8 +30,8 @@ from typing import Any
 import numpy as np
 
 from engine.deps import require
+from engine.emotions import CIRCUMPLEX
 from engine.inference.base import Runner
-from engine.render.latent import CLASS_VA
 
 LUMA = np.array([0.2126, 0.7152, 0.0722])
 
@@ -351,11 +351,11 @@ class ColourGrade:
     """
 
     def __init__(self, classes: Sequence[str], strength: float = 0.6, kernel_width: float = 0.4) -> None:
-        names = [c for c in classes if c in GRADE_TINT and c in CLASS_VA]
+        names = [c for c in classes if c in GRADE_TINT and c in CIRCUMPLEX]
         if "neutral" not in names:
             names.append("neutral")
         self.strength = float(strength)
-        self._va = np.array([CLASS_VA[n] for n in names])
+        self._va = np.array([CIRCUMPLEX[n] for n in names])
         self._tint = np.array([GRADE_TINT[n] for n in names])
         self._width = kernel_width
 

@@ -26,22 +26,9 @@ from typing import Protocol
 import numpy as np
 
 from engine.controls import ControlState
+from engine.emotions import CIRCUMPLEX
 
 log = logging.getLogger("synesthesia.render")
-
-# Centres of each emotion's region on Russell's circumplex (valence, arousal). Used to interpolate class
-# centroids for a valence/arousal override and to colour-grade; labels outside this table are placed
-# on the circle by their order (see ConditionSpace).
-CLASS_VA: dict[str, tuple[float, float]] = {
-    "angry": (-0.70, 0.75),
-    "happy": (0.75, 0.55),
-    "sad": (-0.65, -0.60),
-    "neutral": (0.0, -0.10),
-    "fearful": (-0.60, 0.65),
-    "surprised": (0.35, 0.80),
-    "disgust": (-0.70, 0.20),
-    "calm": (0.45, -0.60),
-}
 
 MAX_DT_S = 0.1  # a longer gap (a stall, a restart) is walked as 0.1 s, so nothing jumps after it
 MIN_TAU_S = 0.05  # smoothing 0 still eases over a few frames
@@ -116,7 +103,7 @@ class ConditionSpace:
         self.classes = list(classes)
         self.dim = int(dim)
         self.kernel_width = kernel_width
-        anchors = dict(CLASS_VA)
+        anchors = dict(CIRCUMPLEX)  # labels outside it are placed on the circle by their order
         anchors.update(va_anchors or {})
         self.va: dict[str, tuple[float, float]] = {}
         unknown = [c for c in self.classes if c not in anchors]
