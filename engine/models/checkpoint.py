@@ -1,26 +1,51 @@
-"""Torch checkpoints that carry their model's config, so a module can be rebuilt from the file alone."""
+"""Torch checkpoints that carry their model's config, so a module can be rebuilt from the file alone.
+
+`save_checkpoint` / `load_checkpoint` are the one way every checkpoint (bundle weights, training resume
+files, GAN state) is written and read: atomically, as a dict with a `kind`, loaded with `weights_only`.
+"""
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from engine.atomicfile import atomic_path
 from engine.errors import BundleError
 from engine.models.encoders import EncoderConfig, build_encoder
 from engine.models.generator import Generator, GeneratorConfig
 from engine.models.heads import AudioModel, ProjectionHead
 
 
-def _load(path: Path) -> dict[str, Any]:
+def save_checkpoint(payload: dict[str, Any], path: str | Path) -> None:
+    """torch.save `payload` (a dict with a "kind") to `path` atomically: a crash keeps the previous file."""
+    if "kind" not in payload:
+        raise ValueError("a checkpoint names its kind")
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def load_checkpoint(path: str | Path, kind: str | None = None, *, required: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Read a checkpoint written by `save_checkpoint`; BundleError names the file and what is wrong."""
+    path = Path(path)
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, ValueError, EOFError) as exc:
+    except (OSError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError) as exc:
         raise BundleError(f"{path}: cannot read checkpoint ({exc})") from exc
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
-        raise BundleError(f"{path}: not a Synesthesia checkpoint (no 'state_dict')")
+    if not isinstance(ckpt, dict):
+        raise BundleError(f"{path}: not a Synesthesia checkpoint")
+    if kind is not None and ckpt.get("kind", kind) != kind:
+        raise BundleError(f"{path}: a {ckpt.get('kind')!r} checkpoint, expected {kind!r}")
+    missing = [k for k in required if k not in ckpt]
+    if missing:
+        raise BundleError(f"{path}: checkpoint lacks {', '.join(map(repr, missing))}")
     return ckpt
+
+
+def _load(path: Path) -> dict[str, Any]:
+    return load_checkpoint(path, required=("state_dict",))
 
 
 def audio_model_from_config(encoder: dict[str, Any], shared_dim: int, projection_hidden: int = 256) -> AudioModel:
@@ -30,7 +55,7 @@ def audio_model_from_config(encoder: dict[str, Any], shared_dim: int, projection
 
 def save_audio_model(model: AudioModel, path: str | Path, extra: dict[str, Any] | None = None) -> None:
     head = model.projection.net
-    torch.save(
+    save_checkpoint(
         {
             "kind": "audio_model",
             "encoder": model.encoder.config.model_dump(mode="json"),
@@ -55,7 +80,7 @@ def load_audio_model(path: str | Path) -> AudioModel:
 
 
 def save_generator(model: Generator, path: str | Path, extra: dict[str, Any] | None = None) -> None:
-    torch.save(
+    save_checkpoint(
         {
             "kind": "generator",
             "config": model.config.model_dump(mode="json"),
