@@ -146,7 +146,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         case "analyze":
             return _analyze(args)
         case "run":
-            from engine.app import run_from_args
+            from engine.run import run_from_args
 
             return run_from_args(args, run_overrides(args))
         case "devices":

@@ -158,7 +158,7 @@ def test_queue_drops_the_oldest_when_full() -> None:
     for i in range(10):
         sender.publish(Topic.AUDIO, {"i": i})
     assert sender.queue_drops == 6
-    assert [item.data["i"] for item in sender._queue] == [6, 7, 8, 9]
+    assert [item.data["i"] for item in sender.pending(Topic.AUDIO)] == [6, 7, 8, 9]
 
 
 def test_a_subscriber_that_stops_reading_never_blocks_and_drops_are_counted() -> None:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
 
+from engine.analysis.state import EmotionState
 from engine.config import GeneratorMode, build_config
 from engine.controls import Controls
 from engine.models.bundle import load_bundle
@@ -18,18 +18,10 @@ from engine.render.loop import RenderMode, build_render_loop, choose_generator_m
 pygame = pytest.importorskip("pygame")
 
 
-@dataclass
-class State:
-    """Shaped like engine.analysis.state.EmotionState, as far as the render loop reads it."""
-
-    shared: np.ndarray
-    valence: float
-    arousal: float
-    captured_at: float
-    label: str | None = "happy"
-    classes: tuple[str, ...] = ("angry", "happy", "sad", "neutral")
-    probs: np.ndarray = field(default_factory=lambda: np.array([0.1, 0.7, 0.1, 0.1]))
-    silent: bool = False
+def State(shared: np.ndarray, valence: float, arousal: float, captured_at: float, silent: bool = False) -> EmotionState:
+    """An EmotionState placed where the test wants the room (silent: the tracker's silent state)."""
+    classes = ("angry", "happy", "sad", "neutral")
+    return EmotionState.placed(classes, shared, valence, arousal, captured_at, label="happy", silent=silent)
 
 
 class Sink:
@@ -165,7 +157,7 @@ def test_the_render_loop_works_with_the_generator_thread(full_bundle) -> None:
         assert sink.frames[-1].max() > 0
     finally:
         loop.close()
-    assert loop.generator._thread is None
+    assert not loop.generator.alive
 
 
 def test_render_bench_rows_have_the_numbers(full_bundle) -> None:
