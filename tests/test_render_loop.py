@@ -18,7 +18,9 @@ from engine.render.loop import RenderMode, build_render_loop, choose_generator_m
 pygame = pytest.importorskip("pygame")
 
 
-def State(shared: np.ndarray, valence: float, arousal: float, captured_at: float, silent: bool = False) -> EmotionState:
+def room_state(
+    shared: np.ndarray, valence: float, arousal: float, captured_at: float, silent: bool = False
+) -> EmotionState:
     """An EmotionState placed where the test wants the room (silent: the tracker's silent state)."""
     classes = ("angry", "happy", "sad", "neutral")
     return EmotionState.placed(classes, shared, valence, arousal, captured_at, label="happy", silent=silent)
@@ -75,7 +77,7 @@ def test_a_new_state_is_measured_to_its_first_frame(loop_parts) -> None:
     loop, _, _, box, bundle = loop_parts
     t = run(loop, 5)
     vec = np.ones(bundle.manifest.shared_dim) / np.sqrt(bundle.manifest.shared_dim)
-    box[0] = State(vec, 0.7, 0.5, captured_at=time.monotonic() - 0.3)  # window ended 300 ms ago
+    box[0] = room_state(vec, 0.7, 0.5, captured_at=time.monotonic() - 0.3)  # window ended 300 ms ago
     for _ in range(loop.generator.max_stride):  # the next generated keyframe carries it
         t = run(loop, 1, t)
         if loop.status.latency_ms is not None:
@@ -115,10 +117,10 @@ def test_silence_moves_the_condition_back_to_neutral(loop_parts) -> None:
     loop, _, controls, box, _bundle = loop_parts
     controls.apply("smoothing", 0.2)
     space = loop.walk.space
-    box[0] = State(space.centroid("angry"), -0.7, 0.75, captured_at=time.monotonic())
+    box[0] = room_state(space.centroid("angry"), -0.7, 0.75, captured_at=time.monotonic())
     t = run(loop, 90)
     assert float(loop.walk.condition @ space.centroid("angry")) > 0.99
-    box[0] = State(space.centroid("angry"), -0.7, 0.75, captured_at=time.monotonic(), silent=True)
+    box[0] = room_state(space.centroid("angry"), -0.7, 0.75, captured_at=time.monotonic(), silent=True)
     run(loop, 90, t)
     assert float(loop.walk.condition @ space.neutral) > 0.99
 
