@@ -143,8 +143,9 @@ def test_sender_publishes_multipart_topic_json_with_sequence_numbers(osc_rx: Osc
         while len(got) < 4 and sub.poll(10_000):
             topic, body = sub.recv_multipart()
             got.append((topic, json.loads(body)))
-        assert [t for t, _ in got] == [b"audio", b"audio", b"audio", b"status"]
-        assert [m["seq"] for _, m in got] == [0, 1, 2, 0]  # per topic
+        # topics are drained in turn, so only the order within a topic is fixed
+        assert [m["seq"] for t, m in got if t == b"audio"] == [0, 1, 2]  # per topic
+        assert [m["seq"] for t, m in got if t == b"status"] == [0]
         assert all(m["v"] == 1 and m["t"] > 1e9 for _, m in got)
         assert len(osc_rx.wait_for("/syn/audio/rms", 3)) == 3
     finally:
