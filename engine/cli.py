@@ -1,4 +1,4 @@
-"""`synesthesia` command line (DESIGN.md §8). Heavy modules are imported by the command that needs them."""
+"""`synesthesia` command line (docs/design.md §8). Heavy modules are imported by the command that needs them."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""What the OSC and ZeroMQ control servers share (DESIGN.md §7, control table).
+"""What the OSC and ZeroMQ control servers share (docs/design.md §7, control table).
 
 `ControlSurface` applies one named control to the thread-safe `Controls`, counts every outcome
 (applied, rejected value, unknown name, malformed packet), logs problems rate-limited, and builds the

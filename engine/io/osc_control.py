@@ -1,4 +1,4 @@
-"""OSC control input: `<prefix>/ctl/<name>` -> Controls (DESIGN.md §7).
+"""OSC control input: `<prefix>/ctl/<name>` -> Controls (docs/design.md §7).
 
 A python-osc BlockingOSCUDPServer on one explicit thread (owned by the app: `start()` / `stop()`), so
 messages are handled in arrival order with no thread per datagram.

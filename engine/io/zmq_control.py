@@ -1,4 +1,4 @@
-"""ZeroMQ control: a REP socket taking the OSC control commands as JSON (DESIGN.md §7).
+"""ZeroMQ control: a REP socket taking the OSC control commands as JSON (docs/design.md §7).
 
 Request:  {"v": 1, "cmd": "<name>", "args": [...]}      (cmd "query" only reads)
 Reply:    {"v": 1, "t": <unix time>, "seq": <n>, "ok": bool, "error"?: str, "state": {...}}

@@ -1,4 +1,4 @@
-"""The model bundle (DESIGN.md §5): a directory with `manifest.json` and the files it lists.
+"""The model bundle (docs/design.md §5): a directory with `manifest.json` and the files it lists.
 
 The trainer writes bundles with `write_manifest`; the engine opens them with `load_bundle`, which checks
 the format version, the required keys and the sha256 of every listed file. Every problem is a

@@ -1,4 +1,4 @@
-"""Generator stepping, frame interpolation and post-processing (DESIGN.md §2, render loop).
+"""Generator stepping, frame interpolation and post-processing (docs/design.md §2, render loop).
 
 Per frame, on the render (main) thread:
 
