@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from engine.assets import DEFAULT_BUNDLE
 from engine.audio.frontend import FrontEndConfig
 from engine.errors import BundleError
 from engine.models.encoders import EncoderConfig
@@ -24,7 +25,6 @@ from engine.models.generator import GeneratorConfig
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
-DEFAULT_BUNDLE = Path(__file__).resolve().parents[2] / "assets" / "default"
 
 
 class AudioSection(FrontEndConfig):
