@@ -231,11 +231,11 @@ class RenderLoop:
 
     def _render(self, dt: float, ctl: ControlState, state: EmotionState | None, now: float) -> RenderMode:
         sup = self.supervisor
-        if sup.failed:
-            if not sup.due(now):
-                return RenderMode.RECOVERING
-            self._restart_stages(ctl)
+        if sup.failed and not sup.due(now):
+            return RenderMode.RECOVERING
         try:
+            if sup.failed:  # inside the try: a restart that fails (a generator stuck in its call) is one more failure
+                self._restart_stages(ctl)
             mode = self._render_stages(dt, ctl, state)
         except Exception as exc:  # supervised: any stage failure is contained, counted and restarted
             if not self.supervise:
