@@ -1,4 +1,5 @@
-"""`synesthesia run`: the Engine object (source -> ring -> analysis -> sender) and the headless main loop.
+"""The Engine object (source -> ring -> analysis -> sender) and the headless main loop of `synesthesia run`
+(engine/run.py reads the command line and picks this loop or the renderer's).
 
 Threads: the source's capture thread(s), the analysis thread, the sender thread. The main thread owns the
 Engine and calls `tick()` (headless loop here; the render loop in engine/render/show.py), which publishes
@@ -20,38 +21,40 @@ frames; `engine.add_status(name, fn)` adds a section (e.g. the renderer's) to th
 
 from __future__ import annotations
 
-import argparse
 import logging
-import signal
-import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from engine.analysis.state import StateKind
+from engine.analysis.state import EmotionState, StateKind
 from engine.audio.features import AudioFeatures
 from engine.audio.ringbuffer import RingBuffer
-from engine.audio.sources import Source, SourceState, mic_available, open_source
+from engine.audio.source import Source, SourceState
+from engine.audio.sources import mic_available, open_source
 from engine.audio.windows import SlidingWindows
-from engine.config import EngineConfig, load_config
+from engine.config import EngineConfig
+from engine.console import say
 from engine.controls import Controls
+from engine.deps import require
+from engine.errors import MissingDependencyError
 from engine.io.schema import OscAddresses, Topic, audio_json, audio_osc, emotion_json, state_osc, status_osc
 from engine.io.sender import Sender
-from engine.models.bundle import DEFAULT_BUNDLE, Bundle, load_bundle
+from engine.kiosk import StageSupervisor
+from engine.models.bundle import Bundle
 from engine.timing import StageTimer
+
+if TYPE_CHECKING:  # these load torch: imported where the engine starts
+    from engine.analysis.live import AnalysisLoop
+    from engine.inference.base import Runner
 
 log = logging.getLogger("synesthesia.app")
 
 DEMO_SOURCE = "synth:neutral"
 STATUS_PERIOD_S = 1.0
-
-
-def say(message: str) -> None:
-    """One line for the operator on stderr (independent of the log level)."""
-    print(f"synesthesia: {message}", file=sys.stderr, flush=True)
+SUPERVISE_PERIOD_S = 1.0
 
 
 class Engine:
@@ -72,7 +75,10 @@ class Engine:
         self.windows = SlidingWindows(self.ring, fe.n_samples, self.hop)
         self.source = source
         self.sender: Sender | None = None
-        self.analysis: Any = None
+        self.analysis: AnalysisLoop | None = None
+        # kiosk: a failed analysis thread is restarted in-process; otherwise (limit 0) its error ends the run
+        self.supervisor = StageSupervisor("analysis", config.kiosk.restart_limit if config.kiosk.enabled else 0)
+        self._next_check = 0.0
         self.notices: list[str] = []
         self.backend_message = ""
         self._features = AudioFeatures(fe.sample_rate)
@@ -102,7 +108,8 @@ class Engine:
 
             try:
                 zmq = ZmqPublisher(cfg.zmq.pub, cfg.zmq.hwm)
-            except Exception as exc:  # zmq.ZMQError (port in use, bad address): the show goes on without it
+            except (require("zmq", "ZeroMQ output").ZMQError, MissingDependencyError) as exc:
+                # port in use, bad address, no pyzmq: the show goes on without it
                 self.notice(f"ZeroMQ PUB {cfg.zmq.pub} unavailable ({exc}); publishing OSC only")
         return Sender(osc, zmq, cfg.osc.queue_size, self.timer)
 
@@ -124,7 +131,7 @@ class Engine:
             stall_s=a.stall_s,
         )
 
-    def _fallback_runner(self, failed: Any) -> Any:
+    def _fallback_runner(self, failed: Runner) -> Runner | None:
         from engine.inference.base import BackendKind, Component
         from engine.inference.select import open_runner
 
@@ -177,6 +184,7 @@ class Engine:
         self.analysis.start()
         self._started_at = time.monotonic()
         self._next_audio = self._next_status = self._started_at
+        self._next_check = self._started_at + SUPERVISE_PERIOD_S
 
     def stop(self) -> None:
         """Stop capture, analysis and sending (each joined with a timeout); release the device and sockets."""
@@ -190,7 +198,7 @@ class Engine:
 
     # -- main-thread work -------------------------------------------------------------------------------
 
-    def latest(self) -> Any:
+    def latest(self) -> EmotionState | None:
         """The newest EmotionState, or None before the first window."""
         return self.analysis.latest.get() if self.analysis is not None else None
 
@@ -235,10 +243,29 @@ class Engine:
                 changed = replace(state, state=kind)
                 sender.publish(Topic.EMOTION, emotion_json(changed, None), state_osc(self.addresses, changed))
             self._last_state_sent = kind
+        if now >= self._next_check:
+            self._next_check = now + SUPERVISE_PERIOD_S
+            self.supervise_analysis(now)
         if now >= self._next_status:
             self._publish_status(now)
             self._next_status = max(self._next_status + STATUS_PERIOD_S, now)
         return max(0.0, min(self._next_audio, self._next_status) - time.monotonic())
+
+    def supervise_analysis(self, now: float) -> None:
+        """Restart an analysis thread that died (after the supervisor's backoff); past the supervisor's
+        limit (0 outside kiosk mode) its error is raised here, in the main thread, and ends the run."""
+        a = self.analysis
+        if a is None:
+            return
+        if a.alive:
+            self.supervisor.healthy()
+            return
+        if not self.supervisor.failed:
+            self.supervisor.fail(a.failure or RuntimeError("the analysis thread stopped"), now)
+        elif self.supervisor.due(now) and a.stop():
+            a.reset()
+            a.start()
+            self.supervisor.restarted()
 
     def _latency_ms(self) -> float:
         lat = self.timer.summary().get("latency")
@@ -268,7 +295,7 @@ class Engine:
             "backend": self.backend_message,
             "notices": list(self.notices[-10:]) + (self.analysis.notices[-5:] if self.analysis else []),
             "source": self.source.status() if self.source else None,
-            "analysis": self.analysis.stats() if self.analysis else None,
+            "analysis": {**self.analysis.stats(), "restarts": self.supervisor.restarts} if self.analysis else None,
             "timings_ms": self.timer.summary(),
             "sender": self.sender.stats() if self.sender else None,
             "controls": self.controls.as_dict(),
@@ -284,13 +311,6 @@ class Engine:
 # -- command line --------------------------------------------------------------------------------------
 
 
-def _configure_logging(cfg: EngineConfig) -> None:
-    """Let the engine's own INFO lines (backend chosen, device state) through unless -v asked for more."""
-    logger = logging.getLogger("synesthesia")
-    if logger.getEffectiveLevel() > getattr(logging, cfg.log_level):
-        logger.setLevel(cfg.log_level)
-
-
 def run_headless(engine: Engine, duration_s: float | None, stop: threading.Event) -> None:
     """Tick until `duration_s`, `stop`, or the end of a file that does not loop."""
     end = None if duration_s is None else time.monotonic() + duration_s
@@ -303,43 +323,3 @@ def run_headless(engine: Engine, duration_s: float | None, stop: threading.Event
             say("the source has ended")
             break
         stop.wait(min(wait, end - now) if end is not None else wait)
-
-
-def run_from_args(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
-    """`synesthesia run`: config + bundle -> Engine; runs until --duration or SIGINT/SIGTERM; exit 0."""
-    cfg = load_config(args.config, overrides)
-    _configure_logging(cfg)
-    if cfg.bundle is None and not (DEFAULT_BUNDLE / "manifest.json").is_file():
-        say(f"no model bundle at {DEFAULT_BUNDLE}; pass --bundle DIR (build one with `synesthesia-train default`)")
-        return 2
-    from engine.io.control import ControlSurface
-    from engine.render.loop import control_state_from_config
-    from engine.render.show import QueryState, run_show, start_control_servers, wants_renderer
-
-    if cfg.kiosk.enabled:
-        from engine.kiosk import setup_kiosk_logging
-
-        setup_kiosk_logging(cfg.kiosk, cfg.log_level)
-    bundle = load_bundle(cfg.bundle)
-    engine = Engine(cfg, bundle, Controls(bundle.classes, control_state_from_config(cfg)))
-    stop = threading.Event()
-    previous = {}
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        previous[sig] = signal.signal(sig, lambda *_: stop.set())
-    servers: list[Any] = []
-    try:
-        engine.start()
-        say(f"listening ({engine.source.name}); {engine.backend_message}")
-        query = QueryState(engine)
-        servers = start_control_servers(cfg, ControlSurface(engine.controls, status=query))
-        if wants_renderer(cfg):
-            run_show(engine, cfg, stop, query)
-        else:
-            run_headless(engine, cfg.duration_s, stop)
-    finally:
-        for server in servers:
-            server.stop()
-        engine.stop()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    return 0

@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from engine.render.bench import render_rows
+
 log = logging.getLogger("synesthesia.bench")
 
 
@@ -124,10 +126,13 @@ def _interleaved(
 
 
 def _blas_single_thread() -> Any:
-    """A context limiting numpy's BLAS to one thread (threadpoolctl, when installed), else a no-op."""
+    """A context limiting numpy's BLAS to one thread (threadpoolctl, when installed: it comes with the training
+    extra's scikit-learn), else a no-op; the JSON says which (`blas_single_thread`)."""
     try:
         from threadpoolctl import threadpool_limits
-    except ImportError:
+    except ModuleNotFoundError as exc:
+        if exc.name != "threadpoolctl":  # threadpoolctl is there but broken: say so
+            raise
         return contextlib.nullcontext
     return lambda: threadpool_limits(1)
 
@@ -229,10 +234,6 @@ def _render_section(args: argparse.Namespace, bundle: Any, kinds: list[str], sec
     """Generator and frame-rate rows (owned by engine/render/bench.py)."""
     if bundle.manifest.generator is None:
         return {"skipped": "the bundle has no generator"}
-    try:
-        from engine.render.bench import render_rows
-    except ImportError as exc:
-        return {"skipped": f"render benchmark not in this build ({exc})"}
     window = bool(getattr(args, "window", False))
     return render_rows(bundle, kinds, args.device, seconds, args.width, args.height, window=window)
 

@@ -1,4 +1,4 @@
-"""`synesthesia` command line (DESIGN.md §8). Heavy modules are imported by the command that needs them."""
+"""`synesthesia` command line (docs/design.md §8). Heavy modules are imported by the command that needs them."""
 
 from __future__ import annotations
 
@@ -146,7 +146,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         case "analyze":
             return _analyze(args)
         case "run":
-            from engine.app import run_from_args
+            from engine.run import run_from_args
 
             return run_from_args(args, run_overrides(args))
         case "devices":

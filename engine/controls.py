@@ -1,4 +1,4 @@
-"""Operator controls (DESIGN.md §7, `/syn/ctl/*`), shared by the control servers, analysis and render.
+"""Operator controls (docs/design.md §7, `/syn/ctl/*`), shared by the control servers, analysis and render.
 
 Writers (OSC server thread, ZMQ control thread) call `apply`; readers (analysis thread, render loop) take
 a `snapshot()` once per hop or frame, so a change lands between frames, never inside one.

@@ -6,7 +6,8 @@ A kiosk runs for weeks without anyone watching. Two things make that work here:
   as well as stderr (which systemd's journal keeps);
 - `StageSupervisor` turns a stage's exception into a counted, logged restart after a backoff
   (0.5 s doubling up to 30 s; a healthy stretch resets the backoff). The render loop uses it for the
-  render stage (the window stays open, showing the last image) and the app for the analysis stage.
+  render stage (the window stays open, showing the last image) and the Engine for the analysis thread
+  (`Engine.supervise_analysis`, from every `tick()`, headless or rendering).
   Past `restart_limit` restarts the error propagates: the process exits non-zero and systemd
   (Restart=always) starts it again.
 """
@@ -67,7 +68,8 @@ class StageSupervisor:
         delay = min(self.max_backoff_s, self.backoff_s * 2.0**self._streak)
         self._streak += 1
         self._due = now + delay
-        log.exception("%s stage failed (%s); restarting in %.1f s", self.name, self.last_error, delay)
+        # not log.exception: this runs outside the except block (the analysis thread's error is read later)
+        log.error("%s stage failed (%s); restarting in %.1f s", self.name, self.last_error, delay, exc_info=exc)
 
     def due(self, now: float) -> bool:
         return self._due is not None and now >= self._due

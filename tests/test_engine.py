@@ -287,3 +287,60 @@ def test_a_failing_encoder_is_counted_and_falls_back_loudly(tiny_bundle: Path) -
     assert states[:3] == [None, None, None] and all(s is not None for s in states[3:])
     assert asked == ["broken/cpu"] and stats["errors"] == {"encoder": 3}
     assert "fell back" in stats["notices"][0] and stats["encoder"] == good.describe()
+
+
+class FailsOnce:
+    """The engine's own runner, except that its first call after `arm()` dies with a non-recoverable error
+    (a driver that lost the device node: OSError, not a per-window RuntimeError the fallback handles)."""
+
+    def __init__(self, runner) -> None:
+        self.runner = runner
+        self.armed = False
+        self.calls = 0
+
+    def arm(self) -> None:
+        self.armed = True
+
+    def __call__(self, *inputs):
+        self.calls += 1
+        if self.armed:
+            self.armed = False
+            raise OSError("the inference device went away")
+        return self.runner(*inputs)
+
+    def __getattr__(self, name: str):
+        return getattr(self.runner, name)
+
+
+def test_the_kiosk_restarts_a_failed_analysis_stage(tiny_bundle: Path, speech_wav: Path) -> None:
+    cfg = config(f"file:{speech_wav}", [], audio={"realtime": True}, kiosk={"enabled": True, "restart_limit": 5})
+    with running(tiny_bundle, cfg) as engine:
+        wait_until(lambda: engine.analysis.windows_done >= 2, what="analysis")
+        thread_before = [t for t in threading.enumerate() if t.name == "analysis"]
+        runner = FailsOnce(engine.analysis.predictor.runner)
+        engine.analysis.predictor.runner = runner
+        runner.arm()
+        wait_until(lambda: engine.supervisor.failures == 1, what="the failure seen by the supervisor")
+        wait_until(lambda: engine.supervisor.restarts == 1, what="the restart")
+        wait_until(lambda: engine.analysis.windows_done >= 2, what="windows analysed again")
+        status = engine.status()
+        assert status["analysis"]["restarts"] == 1 and status["analysis"]["alive"]
+        assert "OSError" in engine.supervisor.last_error
+        (after,) = [t for t in threading.enumerate() if t.name == "analysis"]
+        assert thread_before and after is not thread_before[0]  # a new thread, and only one
+
+
+def test_without_the_kiosk_a_failed_analysis_stage_ends_the_run(tiny_bundle: Path, speech_wav: Path) -> None:
+    cfg = config(f"file:{speech_wav}", [], audio={"realtime": True})
+    engine = Engine(cfg, load_bundle(tiny_bundle))
+    engine.start()
+    try:
+        wait_until(lambda: engine.analysis.windows_done >= 1, what="analysis")
+        runner = FailsOnce(engine.analysis.predictor.runner)
+        engine.analysis.predictor.runner = runner
+        runner.arm()
+        wait_until(lambda: not engine.analysis.alive, what="the analysis thread to end")
+        with pytest.raises(OSError, match="went away"):  # loudly, in the main thread
+            run_headless(engine, 10.0, threading.Event())
+    finally:
+        engine.stop()

@@ -291,7 +291,7 @@ def test_generator_thread_hands_errors_to_the_render_thread() -> None:
             step(z, c)
         step.replace_runner(GatedRunner())  # a restart: a fresh worker with the new runner
         step(z, c)
-        assert step._thread is not None and step._thread.is_alive()
+        assert step.alive
     finally:
         step.runner.gate.release()
         step.stop()

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
 
+from engine.analysis.state import EmotionState
 from engine.config import GeneratorMode, build_config
 from engine.controls import Controls
 from engine.models.bundle import load_bundle
@@ -18,18 +18,12 @@ from engine.render.loop import RenderMode, build_render_loop, choose_generator_m
 pygame = pytest.importorskip("pygame")
 
 
-@dataclass
-class State:
-    """Shaped like engine.analysis.state.EmotionState, as far as the render loop reads it."""
-
-    shared: np.ndarray
-    valence: float
-    arousal: float
-    captured_at: float
-    label: str | None = "happy"
-    classes: tuple[str, ...] = ("angry", "happy", "sad", "neutral")
-    probs: np.ndarray = field(default_factory=lambda: np.array([0.1, 0.7, 0.1, 0.1]))
-    silent: bool = False
+def room_state(
+    shared: np.ndarray, valence: float, arousal: float, captured_at: float, silent: bool = False
+) -> EmotionState:
+    """An EmotionState placed where the test wants the room (silent: the tracker's silent state)."""
+    classes = ("angry", "happy", "sad", "neutral")
+    return EmotionState.placed(classes, shared, valence, arousal, captured_at, label="happy", silent=silent)
 
 
 class Sink:
@@ -83,7 +77,7 @@ def test_a_new_state_is_measured_to_its_first_frame(loop_parts) -> None:
     loop, _, _, box, bundle = loop_parts
     t = run(loop, 5)
     vec = np.ones(bundle.manifest.shared_dim) / np.sqrt(bundle.manifest.shared_dim)
-    box[0] = State(vec, 0.7, 0.5, captured_at=time.monotonic() - 0.3)  # window ended 300 ms ago
+    box[0] = room_state(vec, 0.7, 0.5, captured_at=time.monotonic() - 0.3)  # window ended 300 ms ago
     for _ in range(loop.generator.max_stride):  # the next generated keyframe carries it
         t = run(loop, 1, t)
         if loop.status.latency_ms is not None:
@@ -123,10 +117,10 @@ def test_silence_moves_the_condition_back_to_neutral(loop_parts) -> None:
     loop, _, controls, box, _bundle = loop_parts
     controls.apply("smoothing", 0.2)
     space = loop.walk.space
-    box[0] = State(space.centroid("angry"), -0.7, 0.75, captured_at=time.monotonic())
+    box[0] = room_state(space.centroid("angry"), -0.7, 0.75, captured_at=time.monotonic())
     t = run(loop, 90)
     assert float(loop.walk.condition @ space.centroid("angry")) > 0.99
-    box[0] = State(space.centroid("angry"), -0.7, 0.75, captured_at=time.monotonic(), silent=True)
+    box[0] = room_state(space.centroid("angry"), -0.7, 0.75, captured_at=time.monotonic(), silent=True)
     run(loop, 90, t)
     assert float(loop.walk.condition @ space.neutral) > 0.99
 
@@ -165,7 +159,7 @@ def test_the_render_loop_works_with_the_generator_thread(full_bundle) -> None:
         assert sink.frames[-1].max() > 0
     finally:
         loop.close()
-    assert loop.generator._thread is None
+    assert not loop.generator.alive
 
 
 def test_render_bench_rows_have_the_numbers(full_bundle) -> None:

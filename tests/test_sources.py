@@ -12,7 +12,8 @@ import pytest
 import soundfile as sf
 
 from engine.audio.ringbuffer import RingBuffer
-from engine.audio.sources import SourceState, open_source
+from engine.audio.source import SourceState
+from engine.audio.sources import open_source
 from engine.audio.windows import SlidingWindows
 from engine.errors import AudioLoadError, ConfigError
 

@@ -1,9 +1,11 @@
 """The analysis thread: every hop, window -> front end -> encoder -> tracker -> latest-value slot + sender.
 
-Nothing here can end the thread quietly: a failing stage is logged (first time with its traceback, then
-once a minute), counted per stage and shown in `stats()`; the loop goes on with the next window. After
-`FALLBACK_AFTER` encoder failures in a row the `fallback` callback may hand over another runner (a
-backend that fails falls back loudly).
+A stage failing on one window with a recoverable error (`RECOVERABLE`: bad input, a failed inference
+call) is logged rate-limited (first time with its traceback, then once a minute), counted per stage and
+shown in `stats()`; the loop goes on with the next window. After `FALLBACK_AFTER` encoder failures in a
+row the `fallback` callback may hand over another runner (a backend that fails falls back loudly). Any
+other exception is a real failure: it ends the thread (`failure` says why) so a supervisor can restart the
+stage (the Engine does, engine/kiosk.py) instead of a loop spinning on a broken state.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from engine.audio.windows import SlidingWindows
 from engine.inference.base import Runner
 from engine.io.schema import OscAddresses, Topic, emotion_json, emotion_osc
 from engine.io.sender import Sender
+from engine.ratelog import RateLimitedLog
+from engine.threads import OwnedThread
 from engine.timing import StageTimer
 
 log = logging.getLogger("synesthesia.analysis")
@@ -33,6 +37,9 @@ ANALYSIS_TORCH_THREADS = 1  # see AnalysisLoop: the analysis thread runs torch s
 FALLBACK_AFTER = 3
 CLIPPED_SHARE = 0.001  # a window with more full-scale samples than this counts as clipped
 LOG_EVERY_S = 60.0
+# per-window errors: bad input (ValueError, ArithmeticError) and failed inference calls (torch and ONNX
+# Runtime raise RuntimeError); the fallback runner covers a backend that keeps failing
+RECOVERABLE: tuple[type[Exception], ...] = (ValueError, ArithmeticError, RuntimeError)
 
 
 def with_torch_threads(n: int, fn: Callable[[], T]) -> T:
@@ -111,8 +118,8 @@ class AnalysisLoop:
         self.torch_threads = torch_threads
         self.latest: LatestSlot[EmotionState] = LatestSlot()
         self._buf = np.zeros(windows.window, dtype=np.float32)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._thread = OwnedThread(self._run, "analysis")
+        self._log = RateLimitedLog(log, LOG_EVERY_S)
         self.reset()
 
     def reset(self) -> None:
@@ -125,7 +132,6 @@ class AnalysisLoop:
         self.last_error: str | None = None
         self.notices: list[str] = []  # backend fallbacks and the like, shown in status
         self._encoder_fail_run = 0
-        self._last_log: dict[str, float] = {}
         self.tracker.reset()
 
     # -- one hop ----------------------------------------------------------------------------------------
@@ -133,10 +139,7 @@ class AnalysisLoop:
     def _failed(self, stage: str, exc: BaseException) -> None:
         self.errors[stage] = self.errors.get(stage, 0) + 1
         self.last_error = f"{stage}: {type(exc).__name__}: {exc}"
-        now = time.monotonic()
-        if now - self._last_log.get(stage, -LOG_EVERY_S) >= LOG_EVERY_S:
-            self._last_log[stage] = now
-            log.error("analysis stage %s failed (%d so far)", stage, self.errors[stage], exc_info=exc)
+        self._log.error(stage, "analysis stage %s failed (%d so far)", stage, self.errors[stage], exc_info=exc)
 
     def _maybe_fall_back(self) -> None:
         self._encoder_fail_run += 1
@@ -161,13 +164,13 @@ class AnalysisLoop:
         self.timer.add("capture_to_window", (time.monotonic() - mark.captured_at) * 1000.0)
         try:
             fe = self.predictor.frontend(self._buf)
-        except Exception as exc:  # any stage failure is counted and reported, never fatal
+        except RECOVERABLE as exc:
             self._failed("frontend", exc)
             return None
         t1 = time.perf_counter()
         try:
             pred = self.predictor.predict(fe).row(0)
-        except Exception as exc:
+        except RECOVERABLE as exc:
             self._failed("encoder", exc)
             self._maybe_fall_back()
             return None
@@ -177,7 +180,7 @@ class AnalysisLoop:
             state = self.tracker(pred, mark.end / self.windows.ring.sample_rate)
             state = replace(state, window_end=mark.end, captured_at=mark.captured_at)
             nearest = self.art.nearest(state.shared, self.nearest_k) if self.art is not None else None
-        except Exception as exc:
+        except RECOVERABLE as exc:
             self._failed("tracker", exc)
             return None
         t3 = time.perf_counter()
@@ -200,34 +203,29 @@ class AnalysisLoop:
 
     # -- thread -----------------------------------------------------------------------------------------
 
-    def _run(self) -> None:
+    def _run(self, stop: threading.Event) -> None:
         if self.torch_threads is not None:
             import torch
 
             torch.set_num_threads(self.torch_threads)
-        while not self._stop.is_set():
-            try:
-                self.step(timeout=0.25)
-            except Exception as exc:  # belt and braces: the thread must outlive any bug
-                self._failed("loop", exc)
-                self._stop.wait(0.1)
+        while not stop.is_set():
+            self.step(timeout=0.25)
 
     def start(self) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="analysis", daemon=True)
         self._thread.start()
 
-    def stop(self, timeout: float = 3.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            if self._thread.is_alive():
-                log.warning("analysis thread did not stop within %.1f s", timeout)
-            self._thread = None
+    def stop(self, timeout: float = 3.0) -> bool:
+        """Stop the thread; False when it is still inside a stage call after `timeout`."""
+        return self._thread.stop(timeout)
 
     @property
     def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        return self._thread.alive
+
+    @property
+    def failure(self) -> BaseException | None:
+        """The exception that ended the thread (None while it runs or after a clean stop)."""
+        return self._thread.error
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -239,6 +237,7 @@ class AnalysisLoop:
             "bad_input": {"nonfinite_windows": self.nonfinite_windows, "clipped_windows": self.clipped_windows},
             "errors": dict(self.errors),
             "last_error": self.last_error,
+            "failure": None if self.failure is None else f"{type(self.failure).__name__}: {self.failure}",
             "encoder": self.predictor.runner.describe(),
             "notices": list(self.notices[-10:]),
         }

@@ -60,6 +60,37 @@ class EmotionState:
     def prob(self, name: str) -> float:
         return float(self.probs[self.classes.index(name)])
 
+    @classmethod
+    def placed(
+        cls,
+        classes: tuple[str, ...],
+        shared: np.ndarray,
+        valence: float,
+        arousal: float,
+        captured_at: float = 0.0,
+        label: str | None = None,
+        silent: bool = False,
+    ) -> EmotionState:
+        """A state put where a caller wants it (benchmarks, tests): uniform probabilities, no embedding."""
+        probs = np.full(len(classes), 1.0 / len(classes))
+        if label in classes:
+            probs = np.eye(len(classes))[classes.index(label)]
+        return cls(
+            classes=tuple(classes),
+            label=label,
+            probs=_frozen(probs),
+            confidence=float(probs.max()),
+            valence=float(valence),
+            arousal=float(arousal),
+            embedding=_frozen(np.zeros(0)),
+            shared=_frozen(np.asarray(shared, dtype=np.float64)),
+            state=StateKind.SILENT if silent else StateKind.LISTENING,
+            t=0.0,
+            hop=0,
+            silent=silent,
+            captured_at=captured_at,
+        )
+
 
 def smoothing_alpha(dt: float, tau: float) -> float:
     """Share of the distance to the target covered in `dt` seconds with time constant `tau` (0: jump)."""

@@ -1,4 +1,4 @@
-"""The DSP front end shared by trainer and engine (DESIGN.md §3).
+"""The DSP front end shared by trainer and engine (docs/design.md §3).
 
 mono float32 at 22050 Hz -> sanitise (NaN/inf -> 0, clamp to [-1, 1]) -> silence detection on the raw
 level -> RMS loudness normalisation -> pad/truncate to 3.0 s -> log-mel (n_fft 1024, hop 512, 128 bins,

@@ -11,6 +11,7 @@ cannot even be found, PortAudio is re-initialised before the next attempt (it li
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import Any
 
@@ -18,7 +19,7 @@ import numpy as np
 
 from engine.audio.devices import DeviceNotFoundError, find_input, sounddevice
 from engine.audio.ringbuffer import RingBuffer
-from engine.audio.sources import Source, SourceState
+from engine.audio.source import Source, SourceState
 from engine.errors import MissingDependencyError
 
 log = logging.getLogger("synesthesia.audio")
@@ -143,7 +144,7 @@ class MicSource(Source):
         except sd.PortAudioError as exc:
             log.warning("could not re-initialise PortAudio: %s", exc)
 
-    def _run(self) -> None:
+    def _run(self, stop: threading.Event) -> None:
         poll = max(0.002, self.block_ms / 2000.0)
         next_try = 0.0
         last_data = time.monotonic()
@@ -151,7 +152,7 @@ class MicSource(Source):
             pa_error: type[BaseException] = sounddevice().PortAudioError
         except MissingDependencyError:
             pa_error = OSError
-        while not self._stop.is_set():
+        while not stop.is_set():
             now = time.monotonic()
             if self._stream is None:
                 if now >= next_try:
@@ -163,7 +164,7 @@ class MicSource(Source):
                         next_try = now + self.reconnect_s
                         if isinstance(exc, DeviceNotFoundError):
                             self._reinit_portaudio()
-                self._stop.wait(max(poll, min(0.05, next_try - now)))
+                stop.wait(max(poll, min(0.05, next_try - now)))
                 continue
             if self._finished or not self._stream.active:
                 self._close()
@@ -184,7 +185,7 @@ class MicSource(Source):
                     self._close()
                     last_data = now
                     next_try = now
-            self._stop.wait(poll)
+            stop.wait(poll)
         self._close()
 
     def _lost(self, why: str) -> None:

@@ -8,7 +8,8 @@
   window reader consumes it, so no window is skipped).
 - `SynthSource`: procedural emotional audio (`synth:<class>[:speech|music]`) for demos, paced in real time.
 
-Every source has the same small interface: `start()`, `stop()`, `state`, `status()`, `reset()`.
+Every source has the same small interface (`engine.audio.source.Source`): `start()`, `stop()`, `state`,
+`status()`, `reset()`. `open_source(spec)` picks the kind.
 """
 
 from __future__ import annotations
@@ -16,99 +17,20 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from abc import ABC, abstractmethod
-from enum import Enum
+from abc import abstractmethod
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from engine.audio.mic import MicSource
 from engine.audio.ringbuffer import RingBuffer
+from engine.audio.source import Source, SourceState
 from engine.errors import ConfigError
 
 log = logging.getLogger("synesthesia.audio")
 
 SAMPLE_RATE = 22050
-
-
-class SourceState(Enum):
-    STOPPED = "stopped"
-    STARTING = "starting"  # started, no audio yet
-    RUNNING = "running"
-    STALLED = "stalled"  # open, but no audio arrived for `stall_s`
-    LOST = "lost"  # the device is gone; reopening every `reconnect_s`
-    ENDED = "ended"  # a file that does not loop has been played to its end
-
-
-class Source(ABC):
-    """Writes mono float32 audio at the ring's rate into `ring` from a thread it owns."""
-
-    kind = "source"
-
-    def __init__(self, ring: RingBuffer, name: str) -> None:
-        self.ring = ring
-        self.name = name
-        self._state = SourceState.STOPPED
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.errors = 0
-        self.last_error: str | None = None
-
-    @property
-    def state(self) -> SourceState:
-        return self._state
-
-    def _set_state(self, state: SourceState) -> None:
-        if state is not self._state:
-            log.info("source %s: %s -> %s", self.name, self._state.value, state.value)
-            self._state = state
-
-    def start(self) -> None:
-        if self._thread is not None and self._thread.is_alive():
-            return
-        self._stop.clear()
-        self._set_state(SourceState.STARTING)
-        self._thread = threading.Thread(target=self._guarded_run, name=f"source-{self.kind}", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 3.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            if self._thread.is_alive():
-                log.warning("source %s: thread did not stop within %.1f s", self.name, timeout)
-            self._thread = None
-        self._close()
-        self._set_state(SourceState.STOPPED)
-
-    def _guarded_run(self) -> None:
-        try:
-            self._run()
-        except Exception as exc:  # a crashed source must show in status, not vanish
-            self.errors += 1
-            self.last_error = f"{type(exc).__name__}: {exc}"
-            log.exception("source %s failed", self.name)
-            self._set_state(SourceState.LOST)
-
-    @abstractmethod
-    def _run(self) -> None: ...
-
-    def _close(self) -> None:  # noqa: B027 - optional hook: most sources hold nothing to release
-        """Release what the thread opened (after it has stopped)."""
-
-    def reset(self) -> None:
-        """Back to the beginning of the content and counters (call while stopped)."""
-        self.errors = 0
-        self.last_error = None
-
-    def status(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "name": self.name,
-            "state": self._state.value,
-            "errors": self.errors,
-            "last_error": self.last_error,
-        }
 
 
 class PacedSource(Source):
@@ -125,14 +47,14 @@ class PacedSource(Source):
     def _produce(self, n: int) -> np.ndarray | None:
         """The next n samples (fewer at the end of a file); None when there are no more."""
 
-    def _run(self) -> None:
+    def _run(self, stop: threading.Event) -> None:
         period = self.block / self.ring.sample_rate
         next_t = time.monotonic()
         self._set_state(SourceState.RUNNING)
-        while not self._stop.is_set():
+        while not stop.is_set():
             if self.realtime:
                 wait = next_t - time.monotonic()
-                if wait > 0 and self._stop.wait(wait):
+                if wait > 0 and stop.wait(wait):
                     break
                 if time.monotonic() - next_t > 1.0:  # starved of CPU for a second: resync, do not burst
                     next_t = time.monotonic()
@@ -238,8 +160,6 @@ def open_source(
     kind, _, value = spec.partition(":")
     block = max(1, round(ring.sample_rate * block_ms / 1000.0))
     if kind == "mic":
-        from engine.audio.mic import MicSource
-
         device: str | int | None = int(value) if value.isdigit() else (value or None)
         return MicSource(ring, device, block_ms=block_ms, reconnect_s=reconnect_s, stall_s=stall_s)
     if kind == "file":

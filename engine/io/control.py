@@ -1,4 +1,4 @@
-"""What the OSC and ZeroMQ control servers share (DESIGN.md §7, control table).
+"""What the OSC and ZeroMQ control servers share (docs/design.md §7, control table).
 
 `ControlSurface` applies one named control to the thread-safe `Controls`, counts every outcome
 (applied, rejected value, unknown name, malformed packet), logs problems rate-limited, and builds the
@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import Any
 
 from engine.controls import ControlError, Controls
+from engine.ratelog import RateLimitedLog
 
 log = logging.getLogger("synesthesia.control")
 
@@ -41,29 +41,6 @@ class ControlCounters:
     rejected: int = 0
     unknown: int = 0
     malformed: int = 0
-
-
-class RateLimitedLog:
-    """At most one warning per key every `interval_s`; the next one says how many were suppressed."""
-
-    def __init__(self, logger: logging.Logger, interval_s: float = 5.0) -> None:
-        self.logger = logger
-        self.interval_s = interval_s
-        self._lock = threading.Lock()
-        self._next: dict[str, float] = {}
-        self._suppressed: dict[str, int] = {}
-
-    def warning(self, key: str, msg: str, *args: Any) -> None:
-        now = time.monotonic()
-        with self._lock:
-            if now < self._next.get(key, 0.0):
-                self._suppressed[key] = self._suppressed.get(key, 0) + 1
-                return
-            self._next[key] = now + self.interval_s
-            suppressed = self._suppressed.pop(key, 0)
-        if suppressed:
-            msg += f" (+{suppressed} similar in the last {self.interval_s:.0f} s)"
-        self.logger.warning(msg, *args)
 
 
 class ControlSurface:

@@ -1,4 +1,4 @@
-"""OSC control input: `<prefix>/ctl/<name>` -> Controls (DESIGN.md §7).
+"""OSC control input: `<prefix>/ctl/<name>` -> Controls (docs/design.md §7).
 
 A python-osc BlockingOSCUDPServer on one explicit thread (owned by the app: `start()` / `stop()`), so
 messages are handled in arrival order with no thread per datagram.
@@ -28,6 +28,7 @@ from typing import Any
 
 from engine.deps import require
 from engine.io.control import ControlSurface, Outcome, flatten_state
+from engine.threads import OwnedThread
 
 log = logging.getLogger("synesthesia.control")
 
@@ -58,7 +59,7 @@ class OscControlServer:
         self.ctl_prefix = f"{self.prefix}/ctl/"
         self.replies = 0
         self._server: Any = None
-        self._thread: threading.Thread | None = None
+        self._thread = OwnedThread(self._serve, "osc-control")
 
     @property
     def address(self) -> tuple[str, int]:
@@ -89,21 +90,24 @@ class OscControlServer:
                 outer.surface.count(Outcome.MALFORMED, _source(client_address), "error while handling the packet")
 
         self._server = Server((self.host, self.port), ControlDispatcher(strict_timing=False))
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.2}, name="osc-control", daemon=True
-        )
+        self._server.timeout = 0.2  # handle_request returns after this, so the thread sees its stop
         self._thread.start()
         log.info("OSC control on %s:%d (%s*)", *self.address, self.ctl_prefix)
         return self
 
-    def stop(self) -> None:
+    def _serve(self, stop: threading.Event) -> None:
+        server = self._server
+        while not stop.is_set():
+            server.handle_request()
+
+    def stop(self, timeout: float = 2.0) -> bool:
+        """Stop serving and close the socket; False when the thread did not end (the socket stays open)."""
+        if not self._thread.stop(timeout):
+            return False
         if self._server is not None:
-            self._server.shutdown()
             self._server.server_close()
             self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=2.0)
-            self._thread = None
+        return True
 
     def __enter__(self) -> OscControlServer:
         return self.start()

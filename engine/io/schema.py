@@ -1,4 +1,4 @@
-"""Outgoing message schema (DESIGN.md §7): OSC addresses under a configurable prefix, JSON envelopes.
+"""Outgoing message schema (docs/design.md §7): OSC addresses under a configurable prefix, JSON envelopes.
 
 OSC carries one scalar per address (a TouchDesigner OSC In CHOP gets one channel per value); vectors and
 lists go as one message with many arguments. Every JSON message (ZeroMQ) is flat: the envelope

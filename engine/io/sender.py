@@ -1,10 +1,14 @@
-"""The one sender thread: a bounded queue in front of OSC out and ZeroMQ PUB.
+"""The one sender thread: one bounded queue per topic in front of OSC out and ZeroMQ PUB.
 
-Producers (analysis thread, main loop) call `publish`, which never blocks and never touches a socket.
-Queue policy: when the queue is full the OLDEST message is dropped and counted - an installation wants the
-room's current state, not a backlog of stale ones. Sequence numbers are given per topic at publish time,
-so a receiver sees every drop (queue or network) as a gap. A slow or absent peer therefore costs drops,
-never analysis or frame time.
+Producers (analysis thread, main loop, render loop) call `publish`, which never blocks and never touches a
+socket. Each topic has its own queue and policy (`TopicPolicy`), so one kind of message can never push
+another out: frames are latest-only (one slot; the newest frame replaces an unsent one, counted: a late
+frame is worth nothing), every other topic keeps up to `queue_size` messages and drops the OLDEST when
+full (counted per topic; an installation wants the room's current state, not a backlog). The thread drains
+the topics in turn, one message from each per round, so a flood on one topic delays the others by at most
+one message. Sequence numbers are given per topic at publish time, so a receiver sees every drop (queue
+or network) as a gap. Failed sends are counted and logged rate-limited per topic. A slow or absent peer
+therefore costs drops, never analysis or frame time.
 """
 
 from __future__ import annotations
@@ -14,16 +18,38 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from engine.io.osc_out import OscOut
 from engine.io.schema import OscMessage, Topic, envelope
 from engine.io.zmq_pub import ZmqPublisher
+from engine.ratelog import RateLimitedLog
+from engine.threads import OwnedThread
 from engine.timing import StageTimer
 
 log = logging.getLogger("synesthesia.sender")
+
+ERROR_LOG_INTERVAL_S = 10.0
+
+
+class Overflow(StrEnum):
+    LATEST = "latest"  # the newest message replaces the queued ones
+    DROP_OLDEST = "drop_oldest"
+
+
+@dataclass(frozen=True)
+class TopicPolicy:
+    overflow: Overflow
+    bound: int  # messages held for the topic at most
+
+
+def default_policies(queue_size: int) -> dict[Topic, TopicPolicy]:
+    """Frames latest-only; state, audio features and status each in their own drop-oldest queue."""
+    keep = TopicPolicy(Overflow.DROP_OLDEST, queue_size)
+    return {Topic.FRAME: TopicPolicy(Overflow.LATEST, 1), Topic.EMOTION: keep, Topic.AUDIO: keep, Topic.STATUS: keep}
 
 
 @dataclass(frozen=True)
@@ -39,7 +65,7 @@ class Outgoing:
 
 
 class Sender:
-    """Owns the queue and the thread; the outputs are used only from that thread."""
+    """Owns the per-topic queues and the thread; the outputs are used only from that thread."""
 
     def __init__(
         self,
@@ -47,21 +73,34 @@ class Sender:
         zmq: ZmqPublisher | None = None,
         queue_size: int = 1024,
         timer: StageTimer | None = None,
+        policies: Mapping[Topic, TopicPolicy] | None = None,
     ) -> None:
         self.osc = osc
         self.zmq = zmq
         self.queue_size = queue_size
         self.timer = timer or StageTimer()
-        self._queue: deque[Outgoing] = deque()
+        self.policies = {**default_policies(queue_size), **(policies or {})}
+        self._queues: dict[Topic, deque[Outgoing]] = {t: deque() for t in self.policies}
+        self._drops: dict[Topic, int] = dict.fromkeys(self.policies, 0)
         self._cond = threading.Condition()
         self._seq: dict[Topic, int] = {}
-        self._stopping = False
-        self._thread: threading.Thread | None = None
+        self._thread = OwnedThread(self._run, "sender", wake=self._wake)
+        self._log = RateLimitedLog(log, ERROR_LOG_INTERVAL_S)
         self.published = 0
-        self.queue_drops = 0
         self.errors = 0
         self.sent = 0
         self.last_latency_ms: float | None = None
+
+    @property
+    def queue_drops(self) -> int:
+        """Messages dropped from the queues, all topics."""
+        with self._cond:
+            return sum(self._drops.values())
+
+    def pending(self, topic: Topic) -> list[Outgoing]:
+        """The messages of `topic` waiting to be sent, oldest first."""
+        with self._cond:
+            return list(self._queues[topic])
 
     def publish(
         self,
@@ -76,31 +115,40 @@ class Sender:
 
         `build` returns (data, osc) and runs on the sender thread: formatting then costs the producer nothing.
         """
+        policy = self.policies[topic]
         with self._cond:
             seq = self._seq.get(topic, 0)
             self._seq[topic] = seq + 1
-            if len(self._queue) >= self.queue_size:
-                self._queue.popleft()
-                self.queue_drops += 1
-            self._queue.append(Outgoing(topic, seq, time.time(), data or {}, tuple(osc), captured_at, blob, build))
+            queue = self._queues[topic]
+            if policy.overflow is Overflow.LATEST:
+                self._drops[topic] += len(queue)
+                queue.clear()
+            elif len(queue) >= policy.bound:
+                queue.popleft()
+                self._drops[topic] += 1
+            queue.append(Outgoing(topic, seq, time.time(), data or {}, tuple(osc), captured_at, blob, build))
             self.published += 1
             self._cond.notify()
         return seq
 
     def start(self) -> None:
-        self._stopping = False
-        self._thread = threading.Thread(target=self._run, name="sender", daemon=True)
         self._thread.start()
 
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._queue and not self._stopping:
-                    self._cond.wait(0.5)
-                if not self._queue and self._stopping:
-                    return
-                batch = list(self._queue)
-                self._queue.clear()
+    def _wake(self) -> None:
+        with self._cond:
+            self._cond.notify()
+
+    def _next_round(self, stop: threading.Event) -> list[Outgoing] | None:
+        """One message from each topic that has any (waits for one); None once stopped and drained."""
+        with self._cond:
+            while not any(self._queues.values()):
+                if stop.is_set():
+                    return None
+                self._cond.wait(0.5)
+            return [q.popleft() for q in self._queues.values() if q]
+
+    def _run(self, stop: threading.Event) -> None:
+        while (batch := self._next_round(stop)) is not None:
             for item in batch:
                 self._send(item)
 
@@ -117,35 +165,44 @@ class Sender:
                     parts.append(item.blob)
                 self.zmq.send(parts)
             self.sent += 1
-        except Exception:  # one bad message must not end the thread that every peer depends on
+        except Exception as exc:  # one bad message must not end the thread that every peer depends on
             self.errors += 1
-            log.exception("sending a %s message failed", item.topic.value)
+            topic = item.topic.value
+            self._log.error(topic, "sending a %s message failed (%d errors in all)", topic, self.errors, exc_info=exc)
         done = time.perf_counter()
         self.timer.add("send", (done - start) * 1000.0)
         if item.captured_at is not None:
             self.last_latency_ms = (time.monotonic() - item.captured_at) * 1000.0
             self.timer.add("latency", self.last_latency_ms)
 
-    def stop(self, timeout: float = 2.0) -> None:
-        """Send what is queued (within `timeout`), end the thread, close the outputs."""
-        with self._cond:
-            self._stopping = True
-            self._cond.notify()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            if self._thread.is_alive():
-                log.warning("sender did not finish within %.1f s; leaving its sockets open", timeout)
-                return  # closing a socket under a thread still using it would be worse
-            self._thread = None
+    def stop(self, timeout: float = 2.0) -> bool:
+        """Send what is queued (within `timeout`), end the thread, close the outputs; False when the thread
+        did not end (its sockets are left open then: closing them under it would be worse)."""
+        if not self._thread.stop(timeout):
+            return False
         for out in (self.osc, self.zmq):
             if out is not None:
                 out.close()
+        return True
 
     def stats(self) -> dict[str, Any]:
         with self._cond:
-            depth = len(self._queue)
+            topics = {
+                t.value: {
+                    "depth": len(q),
+                    "bound": self.policies[t].bound,
+                    "policy": self.policies[t].overflow.value,
+                    "drops": self._drops[t],
+                }
+                for t, q in self._queues.items()
+            }
         return {
-            "queue": {"depth": depth, "size": self.queue_size, "drops": self.queue_drops},
+            "queue": {
+                "depth": sum(t["depth"] for t in topics.values()),
+                "size": self.queue_size,
+                "drops": sum(t["drops"] for t in topics.values()),
+                "topics": topics,
+            },
             "published": self.published,
             "sent": self.sent,
             "errors": self.errors,

@@ -1,4 +1,4 @@
-"""ZeroMQ control: a REP socket taking the OSC control commands as JSON (DESIGN.md §7).
+"""ZeroMQ control: a REP socket taking the OSC control commands as JSON (docs/design.md §7).
 
 Request:  {"v": 1, "cmd": "<name>", "args": [...]}      (cmd "query" only reads)
 Reply:    {"v": 1, "t": <unix time>, "seq": <n>, "ok": bool, "error"?: str, "state": {...}}
@@ -19,6 +19,7 @@ from typing import Any
 
 from engine.deps import require
 from engine.io.control import ControlSurface, Outcome
+from engine.threads import OwnedThread
 
 log = logging.getLogger("synesthesia.control")
 
@@ -59,8 +60,7 @@ class ZmqControlServer:
         self.endpoint = endpoint
         self._context = context
         self._socket: Any = None
-        self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
+        self._thread = OwnedThread(self._serve, "zmq-control")
         self.seq = 0
 
     @property
@@ -81,17 +81,13 @@ class ZmqControlServer:
             sock.close()
             raise
         self._socket = sock
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._serve, name="zmq-control", daemon=True)
         self._thread.start()
         log.info("ZeroMQ control on %s", self.bound)
         return self
 
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=2.0)
-            self._thread = None
+    def stop(self, timeout: float = 2.0) -> bool:
+        """Stop serving (the thread closes the socket); False when the thread did not end."""
+        return self._thread.stop(timeout)
 
     def __enter__(self) -> ZmqControlServer:
         return self.start()
@@ -99,13 +95,13 @@ class ZmqControlServer:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def _serve(self) -> None:
+    def _serve(self, stop: threading.Event) -> None:
         zmq = require("zmq", "ZeroMQ control")
         sock = self._socket
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
         try:
-            while not self._stop.is_set():
+            while not stop.is_set():
                 if not dict(poller.poll(200)).get(sock):
                     continue
                 try:

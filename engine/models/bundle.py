@@ -1,4 +1,4 @@
-"""The model bundle (DESIGN.md §5): a directory with `manifest.json` and the files it lists.
+"""The model bundle (docs/design.md §5): a directory with `manifest.json` and the files it lists.
 
 The trainer writes bundles with `write_manifest`; the engine opens them with `load_bundle`, which checks
 the format version, the required keys and the sha256 of every listed file. Every problem is a
@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from engine.assets import DEFAULT_BUNDLE
 from engine.audio.frontend import FrontEndConfig
 from engine.errors import BundleError
 from engine.models.encoders import EncoderConfig
@@ -24,7 +25,6 @@ from engine.models.generator import GeneratorConfig
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
-DEFAULT_BUNDLE = Path(__file__).resolve().parents[2] / "assets" / "default"
 
 
 class AudioSection(FrontEndConfig):

@@ -1,4 +1,4 @@
-"""The seven audio encoder families (DESIGN.md §4) behind one interface.
+"""The seven audio encoder families (docs/design.md §4) behind one interface.
 
 Every encoder maps z-scored log-mel features [B, 1, n_mels, n_frames] to
 `logits[B, C]`, `va[B, 2]` (valence, arousal in [-1, 1]) and `embedding[B, E]` (L2-normalised).

@@ -1,4 +1,4 @@
-"""Conditional generator G(z, c) -> image in [-1, 1] (DESIGN.md §4).
+"""Conditional generator G(z, c) -> image in [-1, 1] (docs/design.md §4).
 
 Conditional batch norm: every upsampling block normalises without its own affine and takes scale and
 shift from the shared-space condition, so one network paints every emotion.

@@ -18,11 +18,11 @@ from __future__ import annotations
 import gc
 import logging
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from engine.analysis.state import EmotionState
 from engine.config import RenderSettings
 from engine.controls import Controls
 from engine.inference.base import Component, example_inputs
@@ -32,18 +32,6 @@ from engine.render.latent import ConditionSpace, LatentWalk
 from engine.render.loop import RenderLoop
 
 log = logging.getLogger("synesthesia.bench")
-
-
-@dataclass
-class _BenchState:
-    """A stand-in EmotionState: what the render loop reads."""
-
-    shared: np.ndarray
-    valence: float
-    arousal: float
-    captured_at: float
-    label: str | None = None
-    silent: bool = False
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -129,7 +117,7 @@ def bench_render(
 def _paced(bundle: Any, runner: Any, width: int, height: int, fps: float, mode: str, seconds: float) -> dict:
     """The render loop at the target rate, with a new emotion state every 0.5 s."""
     rng = np.random.default_rng(0)
-    current: list[Any] = [None]
+    current: list[EmotionState | None] = [None]
     latencies: list[float] = []
     next_state = [0.0]
     loop = _loop(bundle, runner, width, height, fps, mode, emotion=lambda: current[0])
@@ -142,7 +130,7 @@ def _paced(bundle: Any, runner: Any, width: int, height: int, fps: float, mode: 
         now = time.monotonic()
         if now >= next_state[0]:  # stamped as if its analysis window ended just now
             vec = rng.standard_normal(bundle.manifest.shared_dim)
-            current[0] = _BenchState(vec / np.linalg.norm(vec), 0.3, 0.2, captured_at=now)
+            current[0] = EmotionState.placed(bundle.classes, vec / np.linalg.norm(vec), 0.3, 0.2, captured_at=now)
             next_state[0] = now + 0.5
 
     try:

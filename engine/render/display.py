@@ -238,7 +238,7 @@ def encode_surface(surface: Any, fmt: str) -> bytes:
 class HeadlessSink:
     """No window: frames are published (`frame_out`) and/or written to `frames_dir`, every `every`-th frame.
 
-    `frame_out` must not block (the app hands it a bounded, drop-oldest queue to the ZeroMQ sender).
+    `frame_out` must not block (the app hands it the ZeroMQ sender's latest-only frame slot).
     """
 
     kind = "headless"

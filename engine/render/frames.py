@@ -1,4 +1,4 @@
-"""Generator stepping, frame interpolation and post-processing (DESIGN.md §2, render loop).
+"""Generator stepping, frame interpolation and post-processing (docs/design.md §2, render loop).
 
 Per frame, on the render (main) thread:
 
@@ -32,6 +32,7 @@ import numpy as np
 from engine.deps import require
 from engine.emotions import CIRCUMPLEX
 from engine.inference.base import Runner
+from engine.threads import OwnedThread, ThreadStillRunningError
 
 LUMA = np.array([0.2126, 0.7152, 0.0722])
 
@@ -216,8 +217,7 @@ class GeneratorThread:
         self._result = np.zeros((3, self.resolution, self.resolution), dtype=np.float32)
         self._lock = threading.Lock()
         self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._thread = OwnedThread(self._work, "generator", wake=self._wake.set)
         self._error: BaseException | None = None
         self.reset()
 
@@ -242,22 +242,22 @@ class GeneratorThread:
         """Display frames per generated frame (for the status), from the measured period."""
         return max(1, round(self.period_s / self.frame_s)) if self.period_s else 1
 
-    def start(self) -> None:
-        if self._thread is not None:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._work, name="generator", daemon=True)
-        self._thread.start()
+    @property
+    def alive(self) -> bool:
+        return self._thread.alive
 
-    def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5.0)
-            self._thread = None
+    def start(self) -> None:
+        """Start the worker (a no-op while it runs)."""
+        if not self._thread.alive:
+            self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> bool:
+        """Stop the worker; False when it is still inside a generator call after `timeout`."""
+        return self._thread.stop(timeout)
 
     def replace_runner(self, runner: Runner) -> None:
-        self.stop()
+        if not self.stop():  # the old runner is still busy in its call: never run two side by side
+            raise ThreadStillRunningError("the generator thread is stuck in a runner call; cannot replace it")
         self.runner = runner
         self._error = None
         self.reset()
@@ -266,8 +266,8 @@ class GeneratorThread:
     def report_post_ms(self, ms: float) -> None:
         self.post_ms = ms if self.post_ms == 0.0 else 0.9 * self.post_ms + 0.1 * ms
 
-    def _work(self) -> None:
-        while not self._stop.is_set():
+    def _work(self, stop: threading.Event) -> None:
+        while not stop.is_set():
             if not self._wake.wait(timeout=0.2):
                 continue
             with self._lock:
@@ -295,7 +295,7 @@ class GeneratorThread:
         if self._error is not None:
             error, self._error = self._error, None
             raise error
-        if self._thread is None:
+        if not self._thread.started:
             raise RuntimeError("GeneratorThread used before start(): its owner starts and stops the thread")
         now = self.clock()
         with self._lock:

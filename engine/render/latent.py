@@ -1,4 +1,4 @@
-"""Latent walk: the generator's inputs (z, c), one pair per frame (DESIGN.md §2, render loop).
+"""Latent walk: the generator's inputs (z, c), one pair per frame (docs/design.md §2, render loop).
 
 - The condition c eases toward the room's shared-space vector along the unit sphere (slerp with
   alpha = 1 - exp(-dt / tau)), so it never jumps; `intensity` blends the target toward a neutral

@@ -22,10 +22,11 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from engine.analysis.state import EmotionState, StateKind
 from engine.config import EngineConfig, GeneratorMode, RenderSettings
 from engine.controls import Controls, ControlState
 from engine.kiosk import StageSupervisor
@@ -40,15 +41,11 @@ from engine.render.frames import (
 )
 from engine.render.latent import ConditionSpace, FeatureLike, LatentWalk
 
+if TYPE_CHECKING:
+    from engine.inference.base import Runner
+    from engine.models.bundle import Bundle
+
 log = logging.getLogger("synesthesia.render")
-
-
-class EmotionLike(Protocol):
-    """What the render loop reads from the analysis' latest EmotionState (attributes it may lack are optional)."""
-
-    label: str | None
-    valence: float
-    arousal: float
 
 
 class Sink(Protocol):
@@ -71,29 +68,21 @@ class RenderMode(StrEnum):
     RECOVERING = "recovering"  # a stage failed; showing the last canvas until it restarts
 
 
-def is_silent(state: Any) -> bool:
-    """Silent by the tracker's state (after its silence hysteresis) when it has one, else by the window."""
-    kind = getattr(state, "state", None)
-    if kind is not None and hasattr(kind, "value"):
-        return str(kind.value).lower() == "silent"
-    return bool(getattr(state, "silent", False))
+def is_silent(state: EmotionState) -> bool:
+    """Silent by the tracker's state (after its silence hysteresis), not by one quiet window."""
+    return state.state is StateKind.SILENT
 
 
-def emotion_target(state: Any) -> tuple[np.ndarray | None, tuple[float, float] | None]:
-    """(shared vector or None when silent/absent, (valence, arousal) or None) from an EmotionState."""
+def emotion_target(state: EmotionState | None) -> tuple[np.ndarray | None, tuple[float, float] | None]:
+    """(shared vector, (valence, arousal)) to walk toward; (None, None) when silent or before the first."""
     if state is None or is_silent(state):
         return None, None
-    shared = getattr(state, "shared", None)
-    va = (float(getattr(state, "valence", 0.0)), float(getattr(state, "arousal", 0.0)))
-    return (np.asarray(shared, dtype=np.float64) if shared is not None else None), va
+    return np.asarray(state.shared, dtype=np.float64), (state.valence, state.arousal)
 
 
-def state_time(state: Any) -> float | None:
-    """time.monotonic() at which the state's analysis window ended (captured), when the state says."""
-    value = getattr(state, "captured_at", None)
-    if isinstance(value, int | float) and value > 0:
-        return float(value)
-    return None
+def state_time(state: EmotionState | None) -> float | None:
+    """time.monotonic() at which the state's analysis window ended (captured); None when not set."""
+    return state.captured_at if state is not None and state.captured_at > 0 else None
 
 
 def control_state_from_config(cfg: EngineConfig) -> ControlState:
@@ -143,13 +132,13 @@ class RenderLoop:
         painter: FramePainter,
         sink: Sink,
         controls: Controls,
-        emotion: Callable[[], Any] = lambda: None,
+        emotion: Callable[[], EmotionState | None] = lambda: None,
         features: Callable[[], FeatureLike | None] = lambda: None,
         backend: str = "",
         supervise: bool = False,
         restart_limit: int = 100,
         reopen_generator: Callable[[], Any] | None = None,
-        probs: Callable[[Any], Mapping[str, float] | None] | None = None,
+        probs: Callable[[EmotionState | None], Mapping[str, float] | None] | None = None,
     ) -> None:
         self.settings = settings
         self.walk = walk
@@ -169,7 +158,7 @@ class RenderLoop:
         self._lock = threading.Lock()
         self._snapshot = self.status.as_dict()
         self._last: float | None = None
-        self._seen_state: Any = None
+        self._seen_state: EmotionState | None = None
         self._pending_latency: tuple[float, int] | None = None  # (window end, first frame) of a state not on screen
         self._canvas: Any = None
         self._view: tuple[str | None, Mapping[str, float] | None] = (None, None)
@@ -240,13 +229,13 @@ class RenderLoop:
         self.stats.tick(now)
         self._update_status(mode)
 
-    def _render(self, dt: float, ctl: ControlState, state: Any, now: float) -> RenderMode:
+    def _render(self, dt: float, ctl: ControlState, state: EmotionState | None, now: float) -> RenderMode:
         sup = self.supervisor
-        if sup.failed:
-            if not sup.due(now):
-                return RenderMode.RECOVERING
-            self._restart_stages(ctl)
+        if sup.failed and not sup.due(now):
+            return RenderMode.RECOVERING
         try:
+            if sup.failed:  # inside the try: a restart that fails (a generator stuck in its call) is one more failure
+                self._restart_stages(ctl)
             mode = self._render_stages(dt, ctl, state)
         except Exception as exc:  # supervised: any stage failure is contained, counted and restarted
             if not self.supervise:
@@ -257,7 +246,7 @@ class RenderLoop:
         sup.healthy()
         return mode
 
-    def _render_stages(self, dt: float, ctl: ControlState, state: Any) -> RenderMode:
+    def _render_stages(self, dt: float, ctl: ControlState, state: EmotionState | None) -> RenderMode:
         if ctl.freeze and self._canvas is not None:
             return RenderMode.FROZEN
         shared, va = emotion_target(state)
@@ -297,7 +286,7 @@ class RenderLoop:
     def _hud_lines(self) -> list[str]:
         state = self._seen_state
         s = self.status
-        label = getattr(state, "label", None)
+        label = state.label if state is not None else None
         mode = s.mode.value
         ctl = self.controls.snapshot()
         if ctl.override is not None:
@@ -332,14 +321,10 @@ class RenderLoop:
             self._snapshot = s.as_dict()
 
 
-def _probs(state: Any) -> Mapping[str, float] | None:
-    probs = getattr(state, "probs", None)
-    if isinstance(probs, Mapping):
-        return probs
-    classes = getattr(state, "classes", None)
-    if probs is not None and classes is not None and len(classes) == len(probs):
-        return {c: float(p) for c, p in zip(classes, probs, strict=True)}
-    return None
+def _probs(state: EmotionState | None) -> Mapping[str, float] | None:
+    if state is None:
+        return None
+    return {c: float(p) for c, p in zip(state.classes, state.probs, strict=True)}
 
 
 def choose_generator_mode(settings: RenderSettings, runner: Any, manifest: Any) -> GeneratorMode:
@@ -362,10 +347,10 @@ def choose_generator_mode(settings: RenderSettings, runner: Any, manifest: Any) 
 
 def build_render_loop(
     cfg: EngineConfig,
-    bundle: Any,
+    bundle: Bundle,
     controls: Controls,
     sink: Sink,
-    emotion: Callable[[], Any] = lambda: None,
+    emotion: Callable[[], EmotionState | None] = lambda: None,
     features: Callable[[], FeatureLike | None] = lambda: None,
 ) -> RenderLoop:
     """Open the bundle's generator on the configured backend and assemble the stages."""
@@ -379,7 +364,7 @@ def build_render_loop(
     r = cfg.render
     device = r.device.value
 
-    def reopen() -> Any:
+    def reopen() -> Runner:
         return open_runner(bundle, Component.GENERATOR, r.backend, device).runner
 
     selection = open_runner(bundle, Component.GENERATOR, r.backend, device)

@@ -13,7 +13,7 @@ publishes frames on the ZeroMQ `frame` topic (`zmq.frames`) and/or writes them t
 with neither, there is nothing to draw for and the engine runs without the renderer.
 
 Kiosk (`--kiosk`): fullscreen, no HUD, a rotating log file (set up by the caller), the render stage restarted
-in-process by the render loop's supervisor, and the analysis thread restarted here if it ever dies.
+in-process by the render loop's supervisor, and the analysis thread by `Engine.tick` if it ever dies.
 """
 
 from __future__ import annotations
@@ -21,27 +21,31 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
+from engine.app import Engine
+from engine.audio.features import AudioFeatures, AudioFrame
 from engine.config import EngineConfig
+from engine.console import say
+from engine.deps import require
+from engine.errors import MissingDependencyError
 from engine.io.control import ControlSurface
-from engine.kiosk import StageSupervisor
-from engine.render.display import HeadlessSink, choose_sink
+from engine.io.schema import Topic
+from engine.render.display import FrameOut, HeadlessSink, choose_sink
 from engine.render.loop import RenderLoop, build_render_loop
 
+if TYPE_CHECKING:
+    from engine.io.osc_control import OscControlServer
+    from engine.io.zmq_control import ZmqControlServer
+
 log = logging.getLogger("synesthesia.show")
-
-
-def _say(message: str) -> None:
-    from engine.app import say
-
-    say(message)
 
 
 class QueryState:
     """What `/syn/ctl/query` and the ZeroMQ control replies carry besides the controls (thread-safe reads)."""
 
-    def __init__(self, engine: Any) -> None:
+    def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.render: RenderLoop | None = None
 
@@ -61,23 +65,24 @@ class QueryState:
         return out
 
 
-def start_control_servers(cfg: EngineConfig, surface: ControlSurface) -> list[Any]:
+def start_control_servers(cfg: EngineConfig, surface: ControlSurface) -> list[OscControlServer | ZmqControlServer]:
     """OSC and ZeroMQ control servers per the config; one that cannot bind is reported and skipped."""
-    servers: list[Any] = []
+    servers: list[OscControlServer | ZmqControlServer] = []
     if cfg.osc.enabled and cfg.osc.in_port:
         from engine.io.osc_control import OscControlServer
 
         try:
             servers.append(OscControlServer(surface, cfg.osc.in_host, cfg.osc.in_port, cfg.osc.prefix).start())
         except OSError as exc:
-            _say(f"OSC control port {cfg.osc.in_host}:{cfg.osc.in_port} unavailable ({exc}); no OSC control")
+            say(f"OSC control port {cfg.osc.in_host}:{cfg.osc.in_port} unavailable ({exc}); no OSC control")
     if cfg.zmq.enabled and cfg.zmq.ctl:
         from engine.io.zmq_control import ZmqControlServer
 
         try:
             servers.append(ZmqControlServer(surface, cfg.zmq.ctl).start())
-        except Exception as exc:  # zmq.ZMQError: address in use or invalid; the show goes on without it
-            _say(f"ZeroMQ control {cfg.zmq.ctl} unavailable ({exc}); no ZeroMQ control")
+        except (require("zmq", "ZeroMQ control").ZMQError, MissingDependencyError) as exc:
+            # address in use or invalid, no pyzmq: the show goes on without it
+            say(f"ZeroMQ control {cfg.zmq.ctl} unavailable ({exc}); no ZeroMQ control")
     return servers
 
 
@@ -86,31 +91,29 @@ def wants_renderer(cfg: EngineConfig) -> bool:
     return not cfg.render.headless or (cfg.zmq.enabled and cfg.zmq.frames) or cfg.render.frames_dir is not None
 
 
-def _frame_out(engine: Any, cfg: EngineConfig) -> Any:
+def _frame_out(engine: Engine, cfg: EngineConfig) -> FrameOut | None:
     if not (cfg.zmq.enabled and cfg.zmq.frames) or engine.sender is None:
         return None
-    from engine.io.schema import Topic
-
     sender = engine.sender
 
     def publish(header: dict[str, Any], data: bytes) -> None:
-        sender.publish(Topic.FRAME, header, blob=data)  # non-blocking: the sender's drop-oldest queue
+        sender.publish(Topic.FRAME, header, blob=data)  # non-blocking: the sender's latest-only frame slot
 
     return publish
 
 
-def _open_loop(engine: Any, cfg: EngineConfig, features: Any) -> RenderLoop:
+def _open_loop(engine: Engine, cfg: EngineConfig, features: Callable[[], AudioFrame | None]) -> RenderLoop:
     frame_out = _frame_out(engine, cfg)
     sink, reason = choose_sink(cfg.render, cfg.kiosk.enabled, frame_out, cfg.zmq.frame_format, cfg.zmq.frame_every)
     if reason:
-        _say(f"{reason}; running headless")
+        say(f"{reason}; running headless")
     loop = build_render_loop(cfg, engine.bundle, engine.controls, sink, emotion=engine.latest, features=features)
     try:
         loop.open()
     except Exception as exc:  # pygame.error: the X server refused the window, no usable video driver, ...
         if isinstance(sink, HeadlessSink):
             raise
-        _say(f"cannot open a window ({exc}); running headless")
+        say(f"cannot open a window ({exc}); running headless")
         loop.close()
         loop.sink = HeadlessSink(cfg.render, frame_out, cfg.zmq.frame_format, cfg.zmq.frame_every)
         loop.status.sink = loop.sink.kind
@@ -118,30 +121,21 @@ def _open_loop(engine: Any, cfg: EngineConfig, features: Any) -> RenderLoop:
     return loop
 
 
-def run_show(engine: Any, cfg: EngineConfig, stop: threading.Event, query: QueryState | None = None) -> int:
+def run_show(engine: Engine, cfg: EngineConfig, stop: threading.Event, query: QueryState | None = None) -> int:
     """Render on this (main) thread until quit, `stop`, `duration_s` or the end of a non-looping file."""
-    from engine.audio.features import AudioFeatures
-
     feats = AudioFeatures(engine.sample_rate)
     loop = _open_loop(engine, cfg, lambda: feats(engine.ring))
     if query is not None:
         query.render = loop
     engine.add_status("render", loop.snapshot)
-    _say(f"rendering to {loop.sink.kind} {loop.sink.size[0]}x{loop.sink.size[1]} ({loop.status.backend})")
-    analysis = StageSupervisor("analysis", cfg.kiosk.restart_limit if cfg.kiosk.enabled else 0)
-    next_check = time.monotonic() + 1.0
+    say(f"rendering to {loop.sink.kind} {loop.sink.size[0]}x{loop.sink.size[1]} ({loop.status.backend})")
     end = None if cfg.duration_s is None else time.monotonic() + cfg.duration_s
 
     def after_frame() -> bool:
-        nonlocal next_check
-        engine.tick(frame_done=True)
-        now = time.monotonic()
+        engine.tick(frame_done=True)  # also restarts a failed analysis thread (kiosk)
         if engine.source_ended:
-            _say("the source has ended")
+            say("the source has ended")
             return False
-        if cfg.kiosk.enabled and now >= next_check:
-            next_check = now + 1.0
-            _supervise_analysis(engine, analysis, now)
         return True
 
     try:
@@ -150,20 +144,3 @@ def run_show(engine: Any, cfg: EngineConfig, stop: threading.Event, query: Query
         loop.close()
     log.info("rendered %d frames", frames)
     return frames
-
-
-def _supervise_analysis(engine: Any, sup: StageSupervisor, now: float) -> None:
-    """Kiosk: an analysis thread that died is restarted in-process (with backoff), the display stays up."""
-    a = engine.analysis
-    if a is None:
-        return
-    if a.alive:
-        sup.healthy()
-        return
-    if not sup.failed:
-        sup.fail(RuntimeError(f"analysis thread stopped ({a.last_error or 'no error recorded'})"), now)
-    elif sup.due(now):
-        a.stop()
-        a.reset()
-        a.start()
-        sup.restarted()
