@@ -10,7 +10,7 @@ import torch
 from engine.audio.frontend import FrontEndConfig
 from engine.models.checkpoint import audio_model_from_config
 from engine.models.generator import Generator, GeneratorConfig
-from trainer.export import write_bundle
+from trainer.bundle.export import write_bundle
 
 CLASSES = ["angry", "happy", "sad", "neutral"]
 

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from engine.models.generator import Generator, GeneratorConfig
-from trainer.art_eval import (
+from trainer.gan.evaluate import (
     diversity,
     emotion_consistency,
     frechet_distance,

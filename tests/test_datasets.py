@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from trainer.datasets import (
+from trainer.audio.corpora import (
     AudioRecord,
     ClipDataset,
     LoadReport,
@@ -31,8 +31,8 @@ from trainer.datasets import (
     load_savee,
     load_tess,
 )
-from trainer.splits import leave_corpus_out, make_split, random_split, speaker_independent_split
-from trainer.taxonomy import circumplex_va, get_taxonomy
+from trainer.audio.splits import leave_corpus_out, make_split, random_split, speaker_independent_split
+from trainer.audio.taxonomy import circumplex_va, get_taxonomy
 
 SR = 8000
 

@@ -11,9 +11,9 @@ import torch.nn.functional as F
 from torch.nn.utils import parametrize
 
 from engine.models.generator import Generator, GeneratorConfig
-from trainer.artimages import ArtImages
-from trainer.diffaug import Augment, colour, cutout, diff_augment, translation
-from trainer.gan import (
+from trainer.art.diffaug import Augment, colour, cutout, diff_augment, translation
+from trainer.art.images import ArtImages
+from trainer.gan.train import (
     ConditionBank,
     DiscriminatorConfig,
     GanConfig,

@@ -4,7 +4,7 @@ Clips are decoded, trimmed and featurised like in training, z-scored with the bu
 run through ONNX Runtime (or torch). Figures: accuracy, macro-F1, per-class F1, confusion, valence and
 arousal R²/CCC. Clips whose speaker was in the bundle's training data are reported separately: only
 the held-out speakers measure what a gallery will hear. The GAN part of a bundle is evaluated by
-`trainer.gan.evaluate_bundle(bundle_dir, args)` when that module provides it.
+`trainer.gan.train.evaluate_bundle(bundle_dir, args)` when that module provides it.
 """
 
 from __future__ import annotations
@@ -22,9 +22,10 @@ import numpy as np
 from engine.errors import ConfigError
 from engine.inference.base import BackendKind, Component
 from engine.models.bundle import load_bundle
-from trainer import reports
-from trainer.features import FeatureCache, standardize
-from trainer.train_audio import SYNTHETIC, bank_from, json_safe, load_records
+from trainer.audio import reports
+from trainer.audio.features import FeatureCache, standardize
+from trainer.audio.taxonomy import get_taxonomy
+from trainer.audio.train import SYNTHETIC, bank_from, json_safe, load_records
 
 log = logging.getLogger("synesthesia.train.evaluate")
 
@@ -48,7 +49,6 @@ def evaluate_bundle(
     cache_dir: Path | None = None,
     out: Path | None = None,
 ) -> dict[str, Any]:
-    from trainer.taxonomy import get_taxonomy
 
     bundle = load_bundle(bundle_dir)
     man = bundle.manifest
@@ -127,8 +127,8 @@ def run(args: argparse.Namespace) -> int:
         if any(spec.split(":")[0] == SYNTHETIC for spec in args.data):
             log.info("procedural clips are a smoke test, not a measure of real speech")
     bundle = load_bundle(args.bundle)
-    if bundle.manifest.generator is not None and importlib.util.find_spec("trainer.gan") is not None:
-        gan = importlib.import_module("trainer.gan")
+    if bundle.manifest.generator is not None and importlib.util.find_spec("trainer.gan.train") is not None:
+        gan = importlib.import_module("trainer.gan.train")
         if hasattr(gan, "evaluate_bundle"):
             result["gan"] = gan.evaluate_bundle(bundle.path, args)
     if not result:

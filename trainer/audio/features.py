@@ -6,7 +6,7 @@ keyed by the file's path, mtime and size and the front-end configuration, so twe
 next run) never decode again. A `ClipBank` holds the waveforms (float16, for on-the-fly waveform
 augmentation) and the clean log-mels (float32, for evaluation and spec-only training) in RAM.
 
-Procedural clips (`trainer.synthetic`) go through the same cache, keyed by their generation spec.
+Procedural clips (`trainer.audio.synthetic`) go through the same cache, keyed by their generation spec.
 """
 
 from __future__ import annotations

@@ -22,8 +22,10 @@ from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
+from engine.audio.frontend import FrontEndConfig, trim_silence
+from engine.audio.loading import load_audio
 from engine.emotions import canonical_emotion, normalize_label
-from trainer.taxonomy import Taxonomy, va_target
+from trainer.audio.taxonomy import Taxonomy, va_target
 
 AUDIO_EXTENSIONS = frozenset({".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff"})
 MAX_EXAMPLES = 5
@@ -44,7 +46,7 @@ class AudioRecord:
     """One clip. `speaker` is corpus-prefixed ("ravdess:01") and is the grouping key for splits.
 
     `emotion` is canonical, or None for continuous corpora. `valence`/`arousal` are in [-1, 1] and only
-    set where the corpus rates them; `trainer.taxonomy.va_target` supplies circumplex targets otherwise.
+    set where the corpus rates them; `trainer.audio.taxonomy.va_target` supplies circumplex targets otherwise.
     `speaker_known` is False where the corpus does not say who speaks: each such clip is its own group.
     """
 
@@ -860,7 +862,6 @@ class ClipDataset:
         seed: int = 0,
         trim: bool = True,
     ) -> None:
-        from engine.audio.frontend import FrontEndConfig
 
         self.config = config or FrontEndConfig()
         self.taxonomy = taxonomy
@@ -891,8 +892,6 @@ class ClipDataset:
 
     def load(self, index: int, rng: np.random.Generator | None = None) -> np.ndarray:
         """Decoded, trimmed clip cut to the window: random crop/offset with `rng`, else centred crop."""
-        from engine.audio.frontend import trim_silence
-        from engine.audio.loading import load_audio
 
         cfg = self.config
         audio = load_audio(self.records[index].path, cfg.sample_rate)

@@ -45,7 +45,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from engine.errors import SynesthesiaError
-from trainer.artgen import ART_VA, ArtItem
+from trainer.art.painter import ART_VA, ArtItem
 
 __all__ = [
     "IMAGE_EXTENSIONS",

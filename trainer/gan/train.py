@@ -4,7 +4,7 @@ Generator: engine.models.generator.Generator, G(z, c) with conditional batch nor
 Discriminator: residual down-sampling blocks with spectral normalisation on every weight (Miyato et al.
 2018) and a projection head for the condition (Miyato & Koyama 2018): D(x, c) = psi(phi(x)) +
 <V c, phi(x)>, where c is a continuous 128-d vector rather than a class id. Hinge loss. Differentiable
-augmentation (trainer.diffaug) on everything D sees. An exponential moving average of G's weights is the
+augmentation (trainer.art.diffaug) on everything D sees. An exponential moving average of G's weights is the
 generator that is evaluated and exported.
 
 Conditions: every real artwork is paired with its own shared vector from the aligned image encoder;
@@ -35,9 +35,13 @@ from torch.nn.utils.parametrizations import spectral_norm
 
 from engine.models.checkpoint import save_generator
 from engine.models.generator import Generator, GeneratorConfig
-from trainer.artimages import ArtImages
-from trainer.diffaug import Augment, diff_augment
-from trainer.image_encoder import ArtEncoder
+from trainer.art.diffaug import Augment, diff_augment
+from trainer.art.encoder import ArtEncoder
+from trainer.art.images import ArtImages
+from trainer.gan import evaluate as art_eval
+from trainer.space.align import load_alignment, load_art_space
+from trainer.space.audio_set import embed_audio
+from trainer.space.data import add_data_arguments, load_bundle_models, load_data
 
 log = logging.getLogger("synesthesia.gan")
 
@@ -430,7 +434,6 @@ def save_gan_outputs(result: GanResult, out_dir: Path) -> Path:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from trainer.align_data import add_data_arguments
 
     add_data_arguments(parser)
     parser.add_argument("--out", type=Path, default=Path("runs/gan"), help="output directory (default runs/gan)")
@@ -517,9 +520,6 @@ def resolve_alignment(path: Path | None, out: Path) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from trainer import art_eval
-    from trainer.align import embed_audio, load_alignment, load_art_space
-    from trainer.align_data import load_bundle_models, load_data
 
     torch.set_num_threads(args.threads)
     if args.evaluate is not None:
@@ -571,18 +571,3 @@ def run(args: argparse.Namespace) -> int:
         print(art_eval.summary_line(report))
     print(f"wrote {out / 'generator_ema.pt'} ({result.step} steps)")
     return 0
-
-
-def build_art_half(*args: Any, **kwargs: Any) -> Any:
-    """trainer.art_default.build_art_half (alignment, GAN, index, metrics from an audio model)."""
-    from trainer.art_default import build_art_half as build
-
-    return build(*args, **kwargs)
-
-
-def build_default(bundle_dir: Path, runs_dir: Path, data_root: Path, art_source: Any = None) -> None:
-    """The hook of `synesthesia-train default`: add the art half to the audio-only bundle it wrote
-    (`art_source`: a trainer.art_default.ArtSource whose art space and generator are reused)."""
-    from trainer.art_default import build_default as build
-
-    build(bundle_dir, runs_dir, data_root, art_source)

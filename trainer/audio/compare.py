@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from engine.models.encoders import Arch
-from trainer import reports
-from trainer.train_audio import (
+from trainer.audio import reports
+from trainer.audio.train import (
     Selection,
     TrainConfig,
     add_data_arguments,

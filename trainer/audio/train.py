@@ -31,17 +31,26 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 
+import engine.audio.synth as synth_module
 from engine.audio.frontend import FrontEnd, FrontEndConfig
 from engine.errors import ConfigError
-from engine.models.checkpoint import save_audio_model
+from engine.models.checkpoint import load_checkpoint, save_audio_model
 from engine.models.encoders import Arch, EncoderConfig, build_encoder, count_parameters
 from engine.models.heads import AudioModel, ProjectionHead
-from trainer.features import ClipBank, ClipSource, FeatureCache, mel_statistics, standardize
+from trainer.audio import reports, splits
+from trainer.audio.augment import AugmentConfig, Augmenter, SpecAugmentConfig, spec_augment
+from trainer.audio.corpora import AudioRecord, LoadReport, load_corpus
+from trainer.audio.features import ClipBank, ClipSource, FeatureCache, mel_statistics, standardize
+from trainer.audio.reports import classification_metrics
+from trainer.audio.splits import SPEAKER_RULE
+from trainer.audio.synthetic import SyntheticCorpus
+from trainer.audio.taxonomy import get_taxonomy, va_target
 
 log = logging.getLogger("synesthesia.train.audio")
 
 LAST_CKPT = "ckpt.pt"
 BEST_CKPT = "best.pt"
+TRAINING_EXTRAS = ("classes", "frontend", "mel_mean", "mel_std")  # what export needs beside the weights
 SYNTHETIC = "synthetic"
 
 
@@ -189,9 +198,6 @@ def parse_synthetic(spec: str) -> tuple[int, int] | None:
 
 def synthetic_records(classes: Sequence[str], n_per_class: int, seed: int, frontend: FrontEndConfig):
     """Procedural clips as AudioRecords (corpus 'synthetic') with the sources that generate them."""
-    import engine.audio.synth as synth_module
-    from trainer.datasets import AudioRecord
-    from trainer.synthetic import SyntheticCorpus
 
     corpus = SyntheticCorpus(
         list(classes), n_per_class, duration_s=frontend.window_s, seed=seed, sample_rate=frontend.sample_rate
@@ -213,8 +219,6 @@ def synthetic_records(classes: Sequence[str], n_per_class: int, seed: int, front
 
 def load_records(specs: Sequence[str], taxonomy, frontend: FrontEndConfig):
     """Corpus specs -> (records the taxonomy keeps, their sources, load report dict)."""
-    from trainer.datasets import LoadReport, load_corpus
-    from trainer.taxonomy import va_target
 
     records, sources, reports = [], [], []
     for spec in specs:
@@ -250,8 +254,7 @@ def class_label(taxonomy) -> Callable[[Any], str]:
 
 
 def make_split(records, cfg: TrainConfig, taxonomy):
-    """The configured split of `records` (a trainer.splits.Split)."""
-    from trainer import splits
+    """The configured split of `records` (a trainer.audio.splits.Split)."""
 
     label = class_label(taxonomy)
     try:
@@ -272,8 +275,6 @@ def make_split(records, cfg: TrainConfig, taxonomy):
 def bank_from(records, sources, cache: FeatureCache, taxonomy, progress: bool = True) -> ClipBank:
     """Cached waveforms and log-mels of `records` with class and VA targets."""
     from tqdm import tqdm
-
-    from trainer.taxonomy import va_target
 
     show = progress and sys.stderr.isatty()  # bars for a terminal; a log file gets the summary lines
     with tqdm(total=len(sources), desc="features", unit="clip", disable=not show, leave=False) as bar:
@@ -299,7 +300,6 @@ def prepare(cfg: TrainConfig, frontend: FrontEndConfig | None = None, progress: 
     Procedural clips never enter validation when real corpora are present: the figures describe real
     voices. With only procedural data they are split like any corpus (their voices are the speakers).
     """
-    from trainer.taxonomy import get_taxonomy
 
     frontend = frontend or FrontEndConfig()
     try:
@@ -346,7 +346,6 @@ def inner_split(prep: RunData, val_fraction: float, seed: int) -> RunData:
     About `val_fraction` of each corpus's speakers (at least one) go to the inner validation side;
     procedural voices stay in training when real ones exist.
     """
-    from trainer.splits import SPEAKER_RULE
 
     corpus_of = dict(zip(prep.train.speakers, prep.train.corpora, strict=True))
     real = sorted(s for s, c in corpus_of.items() if c != SYNTHETIC)
@@ -390,7 +389,6 @@ class TrainingBatches:
     """Training batches: cached features, or waveform augmentation + the torch front end on the fly."""
 
     def __init__(self, cfg: TrainConfig, prep: RunData, device: torch.device) -> None:
-        from trainer.augment import AugmentConfig, Augmenter, SpecAugmentConfig
 
         self.cfg = cfg
         self.prep = prep
@@ -416,8 +414,6 @@ class TrainingBatches:
         else:
             x = standardize(bank.mels[idx], self.prep.mel_mean, self.prep.mel_std)
         if self.spec:
-            from trainer.augment import spec_augment
-
             gen = torch.Generator().manual_seed(int(rng.integers(2**31)))
             x = spec_augment(x, self.spec_config, gen)
         y = torch.as_tensor(bank.labels[idx])
@@ -575,7 +571,6 @@ def predict(
 
 
 def quick_scores(pred: dict[str, np.ndarray], bank: ClipBank, n_classes: int) -> dict[str, float]:
-    from trainer.reports import classification_metrics
 
     labels = bank.labels
     keep = labels >= 0
@@ -797,6 +792,12 @@ def refit_model(cfg: TrainConfig, data: RunData, schedule: list[float], dist: Di
     return model.eval()
 
 
+def checkpoint_info(path: str | Path) -> dict[str, Any]:
+    """The trainer's extras stored beside the model in a training checkpoint (classes, statistics, ...)."""
+    ckpt = load_checkpoint(path, required=TRAINING_EXTRAS)
+    return {k: v for k, v in ckpt.items() if k not in ("state_dict", "optimizer", "scheduler")}
+
+
 def resume(path: Path, cfg: TrainConfig, prep: RunData, model, optimizer, scheduler):
     """Restore model, optimizer and scheduler from the last checkpoint; refuse a different setup."""
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
@@ -843,7 +844,6 @@ def fit_projection(model: AudioModel, prep: RunData, cfg: TrainConfig, device: t
 
 def evaluate_run(model: AudioModel, prep: RunData, cfg: TrainConfig, history, best, device, command, seconds):
     """Full figures on the validation clips, speed through ONNX Runtime, and the PNGs."""
-    from trainer import reports
 
     pred = predict(model.encoder, prep.val, prep.mel_mean, prep.mel_std, 64, device)
     cls = reports.classification_metrics(prep.val.labels, pred["logits"].argmax(1), prep.classes)

@@ -19,7 +19,7 @@ from typing import Any
 from engine.deps import require
 from engine.errors import ConfigError
 from engine.models.encoders import Arch
-from trainer.train_audio import (
+from trainer.audio.train import (
     RunData,
     Selection,
     TrainConfig,
