@@ -14,9 +14,9 @@ import pytest
 import soundfile as sf
 
 from trainer.audio.corpora import (
+    AudioLoadReport,
     AudioRecord,
     ClipDataset,
-    LoadReport,
     detect_corpus,
     load_audio_emotions,
     load_corpora,
@@ -49,7 +49,7 @@ def _files(root: Path, names: list[str]) -> None:
         _wav(root / name)
 
 
-def _issue(report: LoadReport, kind: str) -> int:
+def _issue(report: AudioLoadReport, kind: str) -> int:
     return report.issues[kind].count if kind in report.issues else 0
 
 

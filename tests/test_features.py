@@ -12,8 +12,9 @@ import soundfile as sf
 
 from engine.audio.frontend import FrontEnd, FrontEndConfig, trim_silence
 from engine.models.bundle import load_bundle
+from trainer.audio.config import TrainConfig
+from trainer.audio.data import inner_split, prepare
 from trainer.audio.features import ClipSource, FeatureCache, mel_statistics, place_in_window, standardize
-from trainer.audio.train import TrainConfig, inner_split, prepare
 from trainer.cli import main
 
 

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch.nn.utils import parametrize
 
 from engine.models.generator import Generator, GeneratorConfig
-from trainer.art.diffaug import Augment, colour, cutout, diff_augment, translation
+from trainer.art.diffaug import DiffAugPolicy, colour, cutout, diff_augment, translation
 from trainer.art.images import ArtImages
 from trainer.gan.train import (
     ConditionBank,
@@ -100,7 +100,7 @@ def test_ema_update_moves_towards_the_model_and_copies_buffers() -> None:
 def test_diffaugment_is_differentiable_and_keeps_shape() -> None:
     torch.manual_seed(0)
     x = torch.rand(4, 3, 16, 16, requires_grad=True)
-    y = diff_augment(x * 2 - 1, tuple(Augment))
+    y = diff_augment(x * 2 - 1, tuple(DiffAugPolicy))
     assert y.shape == x.shape
     y.sum().backward()
     assert x.grad is not None and x.grad.abs().sum() > 0

@@ -27,7 +27,8 @@ from engine.errors import ConfigError
 from engine.models.checkpoint import load_audio_model
 from engine.models.heads import AudioModel
 from trainer.art.images import ArtImages
-from trainer.audio.train import TrainConfig, inner_split, prepare
+from trainer.audio.config import TrainConfig
+from trainer.audio.data import inner_split, prepare
 from trainer.bundle.art_default import ALIGNMENT_VOICES, ArtHalfConfig, fit_va_readout, load_art_source
 from trainer.space.align import AlignConfig, ArtSpace, AudioAlignConfig, align_audio
 from trainer.space.audio_set import AudioSet, concat_audio

@@ -28,7 +28,8 @@ from engine.audio.frontend import FrontEndConfig
 from engine.errors import ConfigError
 from engine.models.bundle import DEFAULT_BUNDLE
 from engine.models.checkpoint import load_audio_model
-from trainer.audio.train import Augment, SplitKind, TrainConfig, checkpoint_info, json_safe, train
+from trainer.audio.config import AudioAugment, SplitKind, TrainConfig, json_safe
+from trainer.audio.loop import checkpoint_info, train
 from trainer.bundle.art_default import build_default as build_art_default
 from trainer.bundle.art_default import load_art_source
 from trainer.bundle.export import TensorRTMode, compile_tensorrt, write_bundle
@@ -53,7 +54,7 @@ RECIPE: dict[str, Any] = {
     "epochs": 40,
     "batch_size": 16,
     "lr": 1e-3,
-    "augment": Augment.FULL,
+    "augment": AudioAugment.FULL,
     "va_weight": 0.5,
     "refit": True,
 }
@@ -248,7 +249,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--arch")
     parser.add_argument("--width", type=int)
     parser.add_argument("--rnn-hidden", type=int)
-    parser.add_argument("--augment", type=Augment, choices=list(Augment))
+    parser.add_argument("--augment", type=AudioAugment, choices=list(AudioAugment))
     parser.add_argument("--synthetic-per-class", type=int, default=0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache-dir", type=Path)

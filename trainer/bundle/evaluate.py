@@ -23,9 +23,10 @@ from engine.errors import ConfigError
 from engine.inference.base import BackendKind, Component
 from engine.models.bundle import load_bundle
 from trainer.audio import reports
+from trainer.audio.config import SYNTHETIC, json_safe
+from trainer.audio.data import bank_from, load_records
 from trainer.audio.features import FeatureCache, standardize
 from trainer.audio.taxonomy import get_taxonomy
-from trainer.audio.train import SYNTHETIC, bank_from, json_safe, load_records
 
 log = logging.getLogger("synesthesia.train.evaluate")
 

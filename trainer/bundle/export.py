@@ -24,7 +24,7 @@ from engine.models.checkpoint import load_audio_model, save_audio_model, save_ge
 from engine.models.encoders import count_parameters
 from engine.models.generator import Generator
 from engine.models.heads import AudioModel
-from trainer.audio.train import checkpoint_info
+from trainer.audio.loop import checkpoint_info
 
 log = logging.getLogger("synesthesia.export")
 

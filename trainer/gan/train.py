@@ -35,7 +35,7 @@ from torch.nn.utils.parametrizations import spectral_norm
 
 from engine.models.checkpoint import save_generator
 from engine.models.generator import Generator, GeneratorConfig
-from trainer.art.diffaug import Augment, diff_augment
+from trainer.art.diffaug import DiffAugPolicy, diff_augment
 from trainer.art.encoder import ArtEncoder
 from trainer.art.images import ArtImages
 from trainer.gan import evaluate as art_eval
@@ -76,7 +76,7 @@ class GanConfig(BaseModel):
     lr_d: float = Field(4e-4, gt=0, description="twice G's: D learns slowly under spectral norm (TTUR)")
     beta1: float = Field(0.0, ge=0, lt=1)
     beta2: float = Field(0.99, ge=0, lt=1)
-    augment: tuple[Augment, ...] = (Augment.TRANSLATION,)
+    augment: tuple[DiffAugPolicy, ...] = (DiffAugPolicy.TRANSLATION,)
     colour_strength: float = Field(0.25, ge=0)
     ema_decay: float = Field(0.999, ge=0, lt=1)
     ema_start: int = Field(200, ge=0, description="steps before the EMA starts averaging (it copies until then)")
@@ -479,11 +479,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def parse_policy(text: str) -> tuple[Augment, ...]:
+def parse_policy(text: str) -> tuple[DiffAugPolicy, ...]:
     try:
-        return tuple(Augment(p.strip()) for p in text.split(",") if p.strip())
+        return tuple(DiffAugPolicy(p.strip()) for p in text.split(",") if p.strip())
     except ValueError as exc:
-        raise SystemExit(f"--augment: {exc}; choose from {', '.join(a.value for a in Augment)}") from exc
+        raise SystemExit(f"--augment: {exc}; choose from {', '.join(a.value for a in DiffAugPolicy)}") from exc
 
 
 def gan_config_from_args(args: argparse.Namespace, cond_dim: int) -> GanConfig:

@@ -30,9 +30,11 @@ from engine.models.heads import AudioModel
 from trainer.art.corpora import load_art_folder
 from trainer.art.encoder import load_art_encoder
 from trainer.art.images import ArtImages, art_from_records, procedural_art
+from trainer.audio.config import TrainConfig
+from trainer.audio.data import prepare
 from trainer.audio.features import standardize
+from trainer.audio.loop import checkpoint_info
 from trainer.audio.synthetic import SyntheticCorpus
-from trainer.audio.train import TrainConfig, checkpoint_info, prepare
 from trainer.space.audio_set import AudioSet, audio_set_from_clips, concat_audio
 
 log = logging.getLogger("synesthesia.art")
