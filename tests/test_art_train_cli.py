@@ -97,7 +97,8 @@ def test_gan_on_art_space_alone(workdir: Path) -> None:
 def test_art_half_in_a_bundle_and_evaluate(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from trainer.art.encoder import ImageEncoderConfig
     from trainer.bundle.art_default import ArtHalfConfig, add_art_half_to_bundle, build_art_half
-    from trainer.gan.train import DiscriminatorConfig, GanConfig
+    from trainer.gan.model import DiscriminatorConfig
+    from trainer.gan.train import GanConfig
     from trainer.space.align import AlignConfig, ArtSpaceConfig, AudioAlignConfig
     from trainer.space.data import load_audio_bundle, speaker_split, synthetic_audio
 

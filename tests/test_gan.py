@@ -13,17 +13,15 @@ from torch.nn.utils import parametrize
 from engine.models.generator import Generator, GeneratorConfig
 from trainer.art.diffaug import DiffAugPolicy, colour, cutout, diff_augment, translation
 from trainer.art.images import ArtImages
-from trainer.gan.train import (
+from trainer.gan.model import (
     ConditionBank,
     DiscriminatorConfig,
-    GanConfig,
     ProjectionDiscriminator,
     d_hinge_loss,
     g_hinge_loss,
-    load_gan_checkpoint,
-    train_gan,
     update_ema,
 )
+from trainer.gan.train import GanConfig, load_gan_checkpoint, train_gan
 
 CLASSES = ["angry", "happy", "sad", "neutral"]
 

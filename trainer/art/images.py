@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from engine.atomicfile import atomic_path
 from engine.emotions import CIRCUMPLEX
 from trainer.art.painter import ArtCorpus
 
@@ -120,10 +121,8 @@ def _load_cached(path: Path | None, classes: Sequence[str]) -> ArtImages | None:
 def _save_cached(path: Path | None, art: ArtImages) -> None:
     if path is None:
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, images=art.images, labels=art.labels, va=art.va, ids=art.ids)
-    tmp.replace(path)
+    with atomic_path(path, suffix=".npz") as tmp:
+        np.savez(tmp, images=art.images, labels=art.labels, va=art.va, ids=art.ids)
 
 
 def procedural_art(

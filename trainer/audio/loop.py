@@ -258,7 +258,7 @@ def train(
     # finish on the best weights (the epoch's own copy on every rank: read it back from rank 0's file)
     best_path = out / BEST_CKPT
     if best_path.is_file():
-        state_dict = torch.load(best_path, map_location=device, weights_only=True)["state_dict"]
+        state_dict = load_checkpoint(best_path, "audio_model", required=("state_dict",))["state_dict"]
         model.load_state_dict(state_dict)
     model.eval()
     refitted = cfg.refit and prep is not held_out and best["epoch"] > 0
@@ -351,9 +351,13 @@ def refit_model(cfg: TrainConfig, data: RunData, schedule: list[float], dist: Di
     return model.eval()
 
 
+# what a resume file (ckpt.pt) must hold beside the model
+RESUME_KEYS = ("train_config", "split", "state_dict", "optimizer", "scheduler", "epoch", "history", "best")
+
+
 def resume(path: Path, cfg: TrainConfig, prep: RunData, model, optimizer, scheduler):
     """Restore model, optimizer and scheduler from the last checkpoint; refuse a different setup."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    ckpt = load_checkpoint(path, "audio_model", required=RESUME_KEYS)
     saved = ckpt.get("train_config", {})
     keys = ("arch", "taxonomy", "data", "split", "test_corpus", "width", "embedding_dim", "rnn_hidden", "seed")
     now = cfg.model_dump(mode="json")

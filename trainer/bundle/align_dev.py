@@ -24,7 +24,7 @@ import torch
 
 from engine.audio.frontend import FrontEndConfig
 from engine.errors import ConfigError
-from engine.models.checkpoint import load_audio_model
+from engine.models.checkpoint import load_audio_model, load_checkpoint
 from engine.models.heads import AudioModel
 from trainer.art.images import ArtImages
 from trainer.audio.config import TrainConfig
@@ -60,7 +60,7 @@ def screen(
 def inner_sets(checkpoint: Path) -> tuple[AudioBundle, AudioSet, AudioSet]:
     """(the run's encoder and front end, inner training clips, inner validation clips) of a choosing run."""
 
-    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    ckpt = load_checkpoint(checkpoint, "audio_model", required=("train_config", "frontend", "split"))
     cfg = TrainConfig.model_validate(ckpt["train_config"])
     frontend = FrontEndConfig.model_validate(ckpt["frontend"])
     inner = inner_split(prepare(cfg, frontend, progress=False), cfg.val_fraction, cfg.seed + 1)

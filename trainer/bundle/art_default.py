@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from engine.errors import ConfigError
 from engine.models.bundle import MANIFEST, Manifest, load_bundle
-from engine.models.checkpoint import load_generator
+from engine.models.checkpoint import load_checkpoint, load_generator
 from engine.models.generator import Generator, GeneratorConfig
 from engine.models.heads import AudioModel
 from trainer.art.encoder import ArtEncoder, load_art_encoder, save_art_encoder
@@ -36,16 +36,8 @@ from trainer.art.images import ArtImages
 from trainer.bundle import speed
 from trainer.bundle.export import TensorRTMode, compile_tensorrt, write_bundle
 from trainer.gan import evaluate as art_eval
-from trainer.gan.train import (
-    ConditionBank,
-    DiscriminatorConfig,
-    GanConfig,
-    condition_bank,
-    ema_generator_from_checkpoint,
-    load_gan_checkpoint,
-    save_gan_outputs,
-    train_gan,
-)
+from trainer.gan.model import ConditionBank, DiscriminatorConfig, condition_bank
+from trainer.gan.train import GanConfig, ema_generator_from_checkpoint, load_gan_checkpoint, save_gan_outputs, train_gan
 from trainer.space.align import (
     AlignConfig,
     ArtSpace,
@@ -142,7 +134,7 @@ def load_art_source(bundle_dir: Path) -> ArtSource:
         raise ConfigError(f"{bundle_dir}: no art half to reuse (needs {ART_ENCODER_FILE} and a generator)")
     path = Path(bundle_dir) / ART_ENCODER_FILE
     encoder = load_art_encoder(path)
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    ckpt = load_checkpoint(path, "art_encoder")
     va_head = va_head_from_state(ckpt["va_head"]) if "va_head" in ckpt else None
     generator = load_generator(Path(bundle_dir) / bundle.manifest.generator.torch)
     raw = json.loads((Path(bundle_dir) / MANIFEST).read_text(encoding="utf-8"))

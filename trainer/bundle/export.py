@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from engine.atomicfile import atomic_path
 from engine.audio.frontend import FrontEndConfig
 from engine.errors import SynesthesiaError
 from engine.inference.base import Component, example_inputs
@@ -151,7 +152,8 @@ def write_bundle(
             "parameters": count_parameters(generator),
         }
     if art_index is not None:
-        np.savez_compressed(out / "art_index.npz", **art_index)
+        with atomic_path(out / "art_index.npz", suffix=".npz") as tmp:
+            np.savez_compressed(tmp, **art_index)
         manifest["art_index"] = {"file": "art_index.npz", "count": len(art_index["vectors"])}
     for fname, src in (extra_files or {}).items():
         dst = out / fname

@@ -30,7 +30,9 @@ from engine.models.generator import Generator
 from engine.models.heads import AudioModel
 from trainer.art.encoder import ArtEncoder
 from trainer.art.images import ArtImages, to_uint8
-from trainer.space.audio_set import embed_audio
+from trainer.gan.model import condition_bank
+from trainer.space.audio_set import AudioSet, embed_audio
+from trainer.space.data import BundleModels
 
 log = logging.getLogger("synesthesia.art_eval")
 
@@ -372,6 +374,27 @@ def evaluate_generator(
         va_plane_grid(G, bank.art, art_train.va, out_dir / "grid_va_plane.png", seed=seed)
         real_grid(art_val, out_dir / "grid_real.png", resolution=res)
     return report
+
+
+def evaluate_bundle_generator(
+    models: BundleModels,
+    art_train: ArtImages,
+    art_val: ArtImages,
+    audio_val: AudioSet | None = None,
+    out_dir: Path | None = None,
+    *,
+    per_class: int = 200,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """`evaluate_generator` on a finished bundle's generator, conditioned on `art_train`'s vectors from the
+    bundle's own image encoder (and on `audio_val` through its audio model, when given)."""
+    if models.generator is None:
+        raise ValueError("the bundle has no generator")
+    bank = condition_bank(models.art_encoder, art_train)
+    return evaluate_generator(
+        models.generator, models.art_encoder, art_train, art_val, bank, models.audio_model, audio_val, out_dir,
+        per_class=per_class, seed=seed,
+    )  # fmt: skip
 
 
 def summary_line(report: dict[str, Any]) -> str:

@@ -40,6 +40,8 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from engine.errors import BundleError
+from engine.models.checkpoint import load_checkpoint, save_checkpoint
 from engine.models.heads import AudioModel, ProjectionHead
 from trainer.art.diffaug import translation
 from trainer.art.encoder import ArtEncoder, ImageEncoderConfig
@@ -433,7 +435,7 @@ def train_alignment(
 
 def save_art_space(space: ArtSpace, cfg: AlignConfig, path: str | Path) -> None:
     """art_space.pt: stage 1 (image encoder config and weights, VA readout, metrics)."""
-    torch.save(
+    save_checkpoint(
         {
             "kind": "art_space",
             "config": cfg.model_dump(mode="json"),
@@ -451,7 +453,7 @@ def save_art_space(space: ArtSpace, cfg: AlignConfig, path: str | Path) -> None:
 def save_alignment(result: AlignResult, cfg: AlignConfig, path: str | Path) -> None:
     """align.pt: both stages (the audio encoder itself is not copied; it lives in its bundle)."""
     proj = result.audio_model.projection.net
-    torch.save(
+    save_checkpoint(
         {
             "kind": "alignment",
             "config": cfg.model_dump(mode="json"),
@@ -473,9 +475,9 @@ def save_alignment(result: AlignResult, cfg: AlignConfig, path: str | Path) -> N
 
 
 def _load(path: Path) -> dict[str, Any]:
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(ckpt, dict) or ckpt.get("kind") not in ("art_space", "alignment"):
-        raise ValueError(f"{path}: neither art_space.pt nor align.pt")
+    ckpt = load_checkpoint(path, required=("art_encoder", "va_head"))
+    if ckpt.get("kind") not in ("art_space", "alignment"):
+        raise BundleError(f"{path}: neither art_space.pt nor align.pt")
     return ckpt
 
 

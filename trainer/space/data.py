@@ -25,10 +25,11 @@ import torch
 from engine.audio.frontend import FrontEndConfig
 from engine.errors import SynesthesiaError
 from engine.models.bundle import DEFAULT_BUNDLE, load_bundle
-from engine.models.checkpoint import load_audio_model, load_generator
+from engine.models.checkpoint import load_audio_model, load_checkpoint, load_generator, save_checkpoint
+from engine.models.generator import Generator
 from engine.models.heads import AudioModel
 from trainer.art.corpora import load_art_folder
-from trainer.art.encoder import load_art_encoder
+from trainer.art.encoder import ArtEncoder, load_art_encoder
 from trainer.art.images import ArtImages, art_from_records, procedural_art
 from trainer.audio.config import TrainConfig
 from trainer.audio.data import prepare
@@ -120,20 +121,24 @@ def synthetic_audio(
 ) -> AudioSet:
     """The procedural audio corpus through the bundle's front end (cached as a .pt file)."""
 
-    key = _digest("synth-v1", list(classes), n_per_class, n_voices, seed, frontend.model_dump(), mel_mean, mel_std)
+    key = _digest("synth-v2", list(classes), n_per_class, n_voices, seed, frontend.model_dump(), mel_mean, mel_std)
     cache = cache_dir / f"audio-{key}.pt" if cache_dir is not None else None
     if cache is not None and cache.is_file():
-        d = torch.load(cache, map_location="cpu", weights_only=False)
-        return AudioSet(d["features"], d["labels"], d["va"], d["speakers"], list(classes))
+        d = load_checkpoint(cache, "audio_set", required=("features", "labels", "va", "speakers"))
+        return AudioSet(d["features"], d["labels"].numpy(), d["va"].numpy(), np.asarray(d["speakers"]), list(classes))
     corpus = SyntheticCorpus(list(classes), n_per_class, seed=seed, n_voices=n_voices, sample_rate=frontend.sample_rate)
     clips = ((it.audio, it.label, it.valence, it.arousal, it.speaker) for it in corpus)
     audio = audio_set_from_clips(clips, classes, frontend, mel_mean, mel_std)
     log.info("synthesised %d procedural audio clips (%d voices per kind)", len(audio), n_voices)
     if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(
-            {"features": audio.features, "labels": audio.labels, "va": audio.va, "speakers": audio.speakers}, cache
-        )
+        payload = {
+            "kind": "audio_set",
+            "features": audio.features,  # [N, 1, M, T]
+            "labels": torch.from_numpy(audio.labels),
+            "va": torch.from_numpy(audio.va),
+            "speakers": [str(s) for s in audio.speakers],
+        }
+        save_checkpoint(payload, cache)  # tensors and lists only: loadable with weights_only
     return audio
 
 
@@ -320,8 +325,8 @@ class BundleModels:
     """The trained networks of a finished bundle that the art-side evaluations need."""
 
     audio_model: AudioModel
-    art_encoder: Any  # trainer.art.encoder.ArtEncoder
-    generator: Any  # engine.models.generator.Generator | None
+    art_encoder: ArtEncoder
+    generator: Generator | None
     manifest: dict[str, Any]
 
 
