@@ -7,8 +7,8 @@ the bundle's metrics):
 - seed3    the same recipe on the seed study's three classes (fearful -> sad), speaker-independent
 - cross    cross-corpus: train on RAVDESS, test on EmoDB, and the reverse
 - bundle   export `main` (ONNX + parity check) with every figure, the data and the licence
-- gan      if `trainer.gan.train` provides `build_default(bundle_dir, runs_dir, data_root)`, it adds the
-           generator and art index to the same bundle (guarded: skipped with one line when absent)
+- gan      `trainer.bundle.art_default.build_default(bundle_dir, runs_dir, data_root)` adds the aligned
+           audio projection, generator and art index to the same bundle
 
 `--reuse` skips a training step whose metrics.json already exists, so a long reproduction can be
 resumed step by step.
