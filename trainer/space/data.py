@@ -235,7 +235,7 @@ def synthetic_split(
 
 def audio_from_run(checkpoint: Path, ab: AudioBundle) -> tuple[AudioSet, AudioSet, dict[str, Any]]:
     """(train, held-out) clips of an audio training run (its best.pt): the same corpora, taxonomy and
-    speaker split as the encoder was trained with (trainer.audio.train.prepare, cached features),
+    speaker split as the encoder was trained with (trainer.audio.data.prepare, cached features),
     z-scored with the bundle's statistics. Clips without a class (VA-only) are left out."""
 
     info = checkpoint_info(checkpoint)
