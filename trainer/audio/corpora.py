@@ -862,7 +862,6 @@ class ClipDataset:
         seed: int = 0,
         trim: bool = True,
     ) -> None:
-
         self.config = config or FrontEndConfig()
         self.taxonomy = taxonomy
         self.augment = augment

@@ -252,7 +252,6 @@ class TrainingBatches:
     """Training batches: cached features, or waveform augmentation + the torch front end on the fly."""
 
     def __init__(self, cfg: TrainConfig, prep: RunData, device: torch.device) -> None:
-
         self.cfg = cfg
         self.prep = prep
         self.device = device

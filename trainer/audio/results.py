@@ -56,7 +56,6 @@ def predict(
 
 
 def quick_scores(pred: dict[str, np.ndarray], bank: ClipBank, n_classes: int) -> dict[str, float]:
-
     labels = bank.labels
     keep = labels >= 0
     loss = float("nan")

@@ -78,7 +78,6 @@ def inner_sets(checkpoint: Path) -> tuple[AudioBundle, AudioSet, AudioSet]:
 
 
 def main(argv: list[str] | None = None) -> int:
-
     p = argparse.ArgumentParser(prog="python -m trainer.bundle.align_dev", description=__doc__.splitlines()[0])
     p.add_argument("checkpoint", type=Path, help="ckpt.pt of an audio run with --select inner")
     p.add_argument("--art-from", type=Path, default=Path("assets/default"), help="bundle whose art half is used")

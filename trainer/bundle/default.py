@@ -191,7 +191,6 @@ def bundle_metrics(results: dict[str, dict[str, Any]], command: str) -> dict[str
 
 
 def write_default_bundle(out: Path, runs: dict[str, dict[str, Any]], main_cfg: TrainConfig, command: str) -> None:
-
     best = Path(main_cfg.out) / "best.pt"
     if not best.is_file():
         raise ConfigError(f"{best}: no trained main model; run the main step first")

@@ -53,7 +53,6 @@ def evaluate_bundle(
     cache_dir: Path | None = None,
     out: Path | None = None,
 ) -> dict[str, Any]:
-
     bundle = load_bundle(bundle_dir)
     man = bundle.manifest
     tax_name = taxonomy_name or man.data.get("taxonomy", {}).get("name") or "default"

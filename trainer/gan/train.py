@@ -282,7 +282,6 @@ def save_gan_outputs(result: GanResult, out_dir: Path) -> Path:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-
     add_data_arguments(parser)
     parser.add_argument("--out", type=Path, default=Path("runs/gan"), help="output directory (default runs/gan)")
     parser.add_argument(
@@ -368,7 +367,6 @@ def resolve_alignment(path: Path | None, out: Path) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-
     torch.set_num_threads(args.threads)
     if args.evaluate is not None:
         args.bundle = args.evaluate

@@ -600,7 +600,6 @@ def build_art_index(art_encoder: ArtEncoder, art: ArtImages, thumbnail: int = 32
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-
     add_data_arguments(parser)
     d_art, d_audio = ArtSpaceConfig(), AudioAlignConfig()
     parser.add_argument("--out", type=Path, default=Path("runs/align"), help="output directory (default runs/align)")
@@ -646,7 +645,6 @@ def align_config_from_args(args: argparse.Namespace) -> AlignConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-
     torch.set_num_threads(args.threads)
     if args.evaluate is not None:
         return evaluate_bundle_command(args)
