@@ -22,12 +22,7 @@ from engine.audio.frontend import FrontEnd, FrontEndConfig
 from engine.errors import ConfigError
 from trainer.audio import splits
 from trainer.audio.augment import AugmentConfig, Augmenter, SpecAugmentConfig, spec_augment
-from trainer.audio.config import (
-    SYNTHETIC,
-    AudioAugment,
-    SplitKind,
-    TrainConfig,
-)
+from trainer.audio.config import SYNTHETIC, AudioAugment, SplitKind, TrainConfig
 from trainer.audio.corpora import AudioLoadReport, AudioRecord, load_corpus
 from trainer.audio.features import ClipBank, ClipSource, FeatureCache, mel_statistics, standardize
 from trainer.audio.splits import SPEAKER_RULE

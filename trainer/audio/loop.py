@@ -23,22 +23,8 @@ from engine.errors import ConfigError
 from engine.models.checkpoint import load_checkpoint, save_audio_model
 from engine.models.encoders import build_encoder
 from engine.models.heads import AudioModel, ProjectionHead
-from trainer.audio.config import (
-    BEST_CKPT,
-    LAST_CKPT,
-    TRAINING_EXTRAS,
-    EpochChoice,
-    TrainConfig,
-    VALoss,
-    json_safe,
-)
-from trainer.audio.data import (
-    RunData,
-    TrainingBatches,
-    epoch_batches,
-    inner_split,
-    prepare,
-)
+from trainer.audio.config import BEST_CKPT, LAST_CKPT, TRAINING_EXTRAS, EpochChoice, TrainConfig, VALoss, json_safe
+from trainer.audio.data import RunData, TrainingBatches, epoch_batches, inner_split, prepare
 from trainer.audio.results import evaluate_run, fit_projection, predict, quick_scores, reported_data
 
 log = logging.getLogger("synesthesia.train.audio")

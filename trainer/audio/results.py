@@ -17,13 +17,8 @@ import torch.nn.functional as F
 from engine.models.encoders import count_parameters
 from engine.models.heads import AudioModel
 from trainer.audio import reports
-from trainer.audio.config import (
-    EpochChoice,
-    TrainConfig,
-)
-from trainer.audio.data import (
-    RunData,
-)
+from trainer.audio.config import EpochChoice, TrainConfig
+from trainer.audio.data import RunData
 from trainer.audio.features import ClipBank, standardize
 from trainer.audio.reports import classification_metrics
 

@@ -25,14 +25,7 @@ import torch
 from engine.config import Device
 from engine.errors import ConfigError
 from engine.models.encoders import Arch
-from trainer.audio.config import (
-    SYNTHETIC,
-    AudioAugment,
-    EpochChoice,
-    SplitKind,
-    TrainConfig,
-    VALoss,
-)
+from trainer.audio.config import SYNTHETIC, AudioAugment, EpochChoice, SplitKind, TrainConfig, VALoss
 from trainer.audio.loop import train
 
 
