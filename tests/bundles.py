@@ -10,7 +10,8 @@ import torch
 from engine.audio.frontend import FrontEndConfig
 from engine.models.checkpoint import audio_model_from_config
 from engine.models.generator import Generator, GeneratorConfig
-from trainer.export import write_bundle
+from trainer.art.encoder import ArtEncoder, ImageEncoderConfig, save_art_encoder
+from trainer.bundle.export import write_bundle
 
 CLASSES = ["angry", "happy", "sad", "neutral"]
 
@@ -22,9 +23,11 @@ def make_bundle(
     resolution: int = 64,
     seed: int = 0,
     lively: bool = False,
+    art_encoder: bool = False,
 ) -> Path:
     """`lively`: scale the generator's z weights (x8) and output layer (x4) so that frames have contrast and
-    visibly follow z (a plain random generator paints nearly flat, z-insensitive images)."""
+    visibly follow z (a plain random generator paints nearly flat, z-insensitive images). `art_encoder` (with
+    `generator`): add a small random art_encoder.pt, so the bundle has a complete art half to evaluate."""
     torch.manual_seed(seed)
     audio_model = audio_model_from_config({"arch": arch, "width": 8, "embedding_dim": 32, "rnn_hidden": 32}, 128)
     gen = None
@@ -50,6 +53,11 @@ def make_bundle(
             "ids": np.array([f"art-{i:03d}" for i in range(12)]),
             "thumbnails": rng.integers(0, 255, (12, 16, 16, 3), dtype=np.uint8),
         }
+    extra_files: dict[str, Path] = {}
+    if generator and art_encoder:
+        enc = ArtEncoder(ImageEncoderConfig(input_size=32, width=4, stages=2, feature_dim=16, projection_hidden=32))
+        extra_files["art_encoder.pt"] = path.parent / f".{path.name}.art_encoder.pt"
+        save_art_encoder(enc.eval(), extra_files["art_encoder.pt"])  # atomic_path creates the folder
     write_bundle(
         path,
         name="test-bundle",
@@ -63,5 +71,6 @@ def make_bundle(
         metrics={"note": "random weights, for tests"},
         data={"corpora": [], "split": "none"},
         license="test only",
+        extra_files=extra_files,
     )
     return path

@@ -10,11 +10,12 @@ import torch
 import torch.nn.functional as F
 
 from engine.models.checkpoint import audio_model_from_config
-from trainer.align import (
+from trainer.art.encoder import ImageEncoderConfig
+from trainer.art.images import procedural_art
+from trainer.space.align import (
     AlignConfig,
     ArtSpaceConfig,
     AudioAlignConfig,
-    AudioSet,
     StepChoice,
     build_art_index,
     cross_modal_supcon,
@@ -26,8 +27,7 @@ from trainer.align import (
     supcon,
     train_alignment,
 )
-from trainer.artimages import procedural_art
-from trainer.image_encoder import ImageEncoderConfig
+from trainer.space.audio_set import AudioSet
 
 CLASSES = ["angry", "happy", "sad", "neutral"]
 
@@ -143,7 +143,7 @@ def test_va_readout_refit_recovers_a_known_readout() -> None:
     """fit_va_readout (for bundles written before the readout was stored) finds tanh(W s + b) again."""
     from types import SimpleNamespace
 
-    from trainer.art_default import fit_va_readout
+    from trainer.bundle.art_default import fit_va_readout
 
     gen = torch.Generator().manual_seed(0)
     shared = torch.nn.functional.normalize(torch.randn(300, 16, generator=gen), dim=1)  # [N, S]
@@ -158,8 +158,8 @@ def test_va_readout_refit_recovers_a_known_readout() -> None:
 
 
 def test_stage2_screen_scores_every_setting_on_the_dev_clips() -> None:
-    from trainer.align import train_art_space
-    from trainer.align_dev import screen
+    from trainer.bundle.align_dev import screen
+    from trainer.space.align import train_art_space
 
     torch.manual_seed(0)
     audio_model = audio_model_from_config({"arch": "cnn", "width": 8, "embedding_dim": 32}, 128).eval()

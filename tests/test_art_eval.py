@@ -3,6 +3,7 @@ on known distributions, smoothness of a generator's walks, grids written."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 from engine.models.generator import Generator, GeneratorConfig
-from trainer.art_eval import (
+from trainer.bundle.speed import speed_main
+from trainer.gan.evaluate import (
     diversity,
     emotion_consistency,
     frechet_distance,
@@ -104,3 +106,9 @@ def test_labelled_grid(tmp_path: Path) -> None:
     path = save_labelled_grid(tmp_path / "g.png", rows, CLASSES, "title")
     with Image.open(path) as im:
         assert im.mode == "RGB"
+
+
+def test_generator_speed_of_an_untrained_generator(capsys: pytest.CaptureFixture[str]) -> None:
+    assert speed_main(["--resolution", "32", "--base-channels", "4", "--frames", "5", "--threads", "1"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["threads_1"]["wall_fps"] > 0 and result["fps_one_free_core"] > 0

@@ -95,11 +95,12 @@ def test_gan_on_art_space_alone(workdir: Path) -> None:
 
 
 def test_art_half_in_a_bundle_and_evaluate(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from trainer.align import AlignConfig, ArtSpaceConfig, AudioAlignConfig
-    from trainer.align_data import load_audio_bundle, speaker_split, synthetic_audio
-    from trainer.art_default import ArtHalfConfig, add_art_half_to_bundle, build_art_half
-    from trainer.gan import DiscriminatorConfig, GanConfig
-    from trainer.image_encoder import ImageEncoderConfig
+    from trainer.art.encoder import ImageEncoderConfig
+    from trainer.bundle.art_default import ArtHalfConfig, add_art_half_to_bundle, build_art_half
+    from trainer.gan.model import DiscriminatorConfig
+    from trainer.gan.train import GanConfig
+    from trainer.space.align import AlignConfig, ArtSpaceConfig, AudioAlignConfig
+    from trainer.space.data import load_audio_bundle, speaker_split, synthetic_audio
 
     bundle = workdir / "bundle_full"
     make_bundle(bundle)
@@ -144,7 +145,7 @@ def test_art_half_in_a_bundle_and_evaluate(workdir: Path, capsys: pytest.Capture
     assert np.isfinite(art["frechet_distance"]["mean"])
 
     # a retrained audio side aligned to this bundle's art half: nothing of the art half is trained again
-    from trainer.art_default import load_art_source
+    from trainer.bundle.art_default import load_art_source
 
     source = load_art_source(bundle)
     assert source.va_head is not None  # stored with the art encoder, so the reuse is exact

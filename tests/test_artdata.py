@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from trainer.artdata import (
+from trainer.art.corpora import (
     WIKIART_EMOTIONS,
     ArtLoadError,
     ArtRecord,
@@ -23,7 +23,7 @@ from trainer.artdata import (
     load_image,
     load_wikiart_emotions,
 )
-from trainer.artgen import ART_VA
+from trainer.art.painter import ART_VA
 
 RED, GREEN, BLUE, GREY = (220, 20, 20), (20, 200, 40), (30, 40, 210), (128, 128, 128)
 
@@ -140,7 +140,7 @@ def test_folder_layout_round_trips_and_reports(tmp_path: Path, caplog: pytest.Lo
     _corrupt(root / "sad" / "broken.jpg")
     _img(root / "stray.png")
     (root / ".cache").mkdir()
-    with caplog.at_level(logging.WARNING, logger="trainer.artdata"):
+    with caplog.at_level(logging.WARNING, logger="trainer.art.corpora"):
         records = load_art_folder(root)
     got = {(r.id, r.label) for r in records}
     assert got == {

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from trainer.artgen import (
+from trainer.art.painter import (
     ART_VA,
     EXPECTED_DIRECTIONS,
     STYLES,

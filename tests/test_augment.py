@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from trainer.augment import (
+from trainer.audio.augment import (
     AugmentConfig,
     Augmenter,
     SpecAugmentConfig,

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from trainer.datasets import (
+from trainer.audio.corpora import (
+    AudioLoadReport,
     AudioRecord,
     ClipDataset,
-    LoadReport,
     detect_corpus,
     load_audio_emotions,
     load_corpora,
@@ -31,8 +31,8 @@ from trainer.datasets import (
     load_savee,
     load_tess,
 )
-from trainer.splits import leave_corpus_out, make_split, random_split, speaker_independent_split
-from trainer.taxonomy import circumplex_va, get_taxonomy
+from trainer.audio.splits import leave_corpus_out, make_split, random_split, speaker_independent_split
+from trainer.audio.taxonomy import circumplex_va, get_taxonomy
 
 SR = 8000
 
@@ -49,7 +49,7 @@ def _files(root: Path, names: list[str]) -> None:
         _wav(root / name)
 
 
-def _issue(report: LoadReport, kind: str) -> int:
+def _issue(report: AudioLoadReport, kind: str) -> int:
     return report.issues[kind].count if kind in report.issues else 0
 
 

@@ -26,7 +26,8 @@ def test_nearest_emotion_ignores_unknown_candidates() -> None:
 def test_table_is_read_only_and_shared() -> None:
     with pytest.raises(TypeError):
         CIRCUMPLEX["angry"] = (0.0, 0.0)  # type: ignore[index]
-    from trainer import artgen, taxonomy
+    from trainer.art import painter as artgen
+    from trainer.audio import taxonomy
 
     assert taxonomy.CIRCUMPLEX is emotions.CIRCUMPLEX
     assert all(artgen.ART_VA[c] == CIRCUMPLEX[c] for c in artgen.ART_VA)

@@ -12,9 +12,10 @@ import soundfile as sf
 
 from engine.audio.frontend import FrontEnd, FrontEndConfig, trim_silence
 from engine.models.bundle import load_bundle
+from trainer.audio.config import TrainConfig
+from trainer.audio.data import inner_split, prepare
+from trainer.audio.features import ClipSource, FeatureCache, mel_statistics, place_in_window, standardize
 from trainer.cli import main
-from trainer.features import ClipSource, FeatureCache, mel_statistics, place_in_window, standardize
-from trainer.train_audio import TrainConfig, inner_split, prepare
 
 
 def tone(path: Path, freq: float, seconds: float = 1.5, sr: int = 22050) -> Path:

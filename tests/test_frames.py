@@ -25,7 +25,7 @@ from engine.render.frames import (
     Keyframes,
     PostSettings,
 )
-from trainer.artgen import EXPECTED_DIRECTIONS, colour_stats
+from trainer.art.painter import EXPECTED_DIRECTIONS, colour_stats
 
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 pygame = pytest.importorskip("pygame")

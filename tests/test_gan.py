@@ -11,19 +11,17 @@ import torch.nn.functional as F
 from torch.nn.utils import parametrize
 
 from engine.models.generator import Generator, GeneratorConfig
-from trainer.artimages import ArtImages
-from trainer.diffaug import Augment, colour, cutout, diff_augment, translation
-from trainer.gan import (
+from trainer.art.diffaug import DiffAugPolicy, colour, cutout, diff_augment, translation
+from trainer.art.images import ArtImages
+from trainer.gan.model import (
     ConditionBank,
     DiscriminatorConfig,
-    GanConfig,
     ProjectionDiscriminator,
     d_hinge_loss,
     g_hinge_loss,
-    load_gan_checkpoint,
-    train_gan,
     update_ema,
 )
+from trainer.gan.train import GanConfig, load_gan_checkpoint, train_gan
 
 CLASSES = ["angry", "happy", "sad", "neutral"]
 
@@ -100,7 +98,7 @@ def test_ema_update_moves_towards_the_model_and_copies_buffers() -> None:
 def test_diffaugment_is_differentiable_and_keeps_shape() -> None:
     torch.manual_seed(0)
     x = torch.rand(4, 3, 16, 16, requires_grad=True)
-    y = diff_augment(x * 2 - 1, tuple(Augment))
+    y = diff_augment(x * 2 - 1, tuple(DiffAugPolicy))
     assert y.shape == x.shape
     y.sum().backward()
     assert x.grad is not None and x.grad.abs().sum() > 0

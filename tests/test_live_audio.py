@@ -27,7 +27,7 @@ from engine.models.bundle import load_bundle
 from engine.models.checkpoint import audio_model_from_config
 from tests.bundles import CLASSES
 from tests.netparts import OscReceiver, free_tcp_port
-from trainer.export import write_bundle
+from trainer.bundle.export import write_bundle
 
 pytestmark = pytest.mark.pulse
 SR = 22050

@@ -5,7 +5,7 @@ control over real UDP OSC.
 
 Colour direction checks: the test bundle's generator has random weights ("lively": scaled so frames have
 contrast and follow z), so its own colours say nothing about emotion; what moves the colours in the art
-corpus's directions (trainer.artgen.EXPECTED_DIRECTIONS) is the render's colour grade from the
+corpus's directions (trainer.art.painter.EXPECTED_DIRECTIONS) is the render's colour grade from the
 valence/arousal of the override. These tests check that the grade reaches the screen and the stream.
 """
 
@@ -28,7 +28,7 @@ from pythonosc.osc_message_builder import OscMessageBuilder
 from pythonosc.osc_packet import OscPacket
 
 from tests.bundles import make_bundle
-from trainer.artgen import EXPECTED_DIRECTIONS, colour_stats
+from trainer.art.painter import EXPECTED_DIRECTIONS, colour_stats
 
 zmq = pytest.importorskip("zmq")
 pytest.importorskip("pygame")

@@ -17,7 +17,7 @@ def test_scores_summaries_by_file_name_labels() -> None:
     ]
     stdin = "".join(json.dumps(r) + "\n" for r in lines)
     proc = subprocess.run(
-        [sys.executable, "-m", "trainer.score_analyze"], input=stdin, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "trainer.audio.score_analyze"], input=stdin, capture_output=True, text=True, timeout=60
     )
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)

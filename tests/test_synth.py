@@ -1,4 +1,4 @@
-"""Procedural emotional audio (engine.audio.synth) and the synthetic corpus (trainer.synthetic).
+"""Procedural emotional audio (engine.audio.synth) and the synthetic corpus (trainer.audio.synthetic).
 
 The acoustic assertions measure the clips with librosa, averaged over several seeds (voices), and check
 the direction and rough size of each cue the generator claims to follow.
@@ -17,7 +17,7 @@ from scipy.signal import find_peaks
 from engine.audio.loading import load_audio
 from engine.audio.synth import Expression, SynthStream, synthesize
 from engine.emotions import CIRCUMPLEX
-from trainer.synthetic import CSV_COLUMNS, SyntheticCorpus, write_corpus
+from trainer.audio.synthetic import CSV_COLUMNS, SyntheticCorpus, write_corpus
 
 SR = 22050
 SEEDS = range(5)

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from engine.emotions import CANONICAL_EMOTIONS, CIRCUMPLEX, canonical_emotion
-from trainer import taxonomy as tx
-from trainer.datasets import AudioRecord
-from trainer.taxonomy import Taxonomy, circumplex_va, get_taxonomy
+from trainer.audio import taxonomy as tx
+from trainer.audio.corpora import AudioRecord
+from trainer.audio.taxonomy import Taxonomy, circumplex_va, get_taxonomy
 
 
 def _record(emotion: str | None, intensity: str | None = None, va: tuple[float, float] | None = None) -> AudioRecord:

@@ -16,8 +16,8 @@ import torch
 from engine.models.bundle import load_bundle
 from engine.models.checkpoint import load_audio_model
 from engine.models.encoders import Arch
+from trainer.bundle.export import PARITY_ATOL
 from trainer.cli import main
-from trainer.export import PARITY_ATOL
 
 TINY = ["--data", "synthetic:3", "--epochs", "1", "--width", "4", "--embedding-dim", "16", "--rnn-hidden", "16"]
 FAST = ["--no-reports", "--latency-runs", "0", "--augment", "none", "--heads", "2", "--layers", "1"]
@@ -226,7 +226,7 @@ def test_tensorrt_export_loads_in_the_engine(tmp_path: Path, cache: Path) -> Non
 
 
 def test_export_fails_when_onnx_disagrees_with_torch(tmp_path: Path, cache: Path) -> None:
-    from trainer.export import ExportError, export_onnx
+    from trainer.bundle.export import ExportError, export_onnx
 
     train_tiny(tmp_path / "run", cache, "--arch", "ann")
     model = load_audio_model(tmp_path / "run" / "best.pt")

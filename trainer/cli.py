@@ -24,14 +24,14 @@ from engine.errors import SynesthesiaError
 
 # name -> (module, help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "audio": ("trainer.train_audio", "train an audio emotion encoder (one of seven families)"),
-    "hpo": ("trainer.hpo", "Optuna search over encoder hyper-parameters (shared study database)"),
-    "compare": ("trainer.compare", "all seven families under one protocol on one split: table and plots"),
-    "align": ("trainer.align", "align audio and art in the shared space (contrastive)"),
-    "gan": ("trainer.gan", "train the conditional GAN on the art corpus"),
-    "export": ("trainer.export", "checkpoint -> model bundle (ONNX + parity check, TensorRT when present)"),
-    "evaluate": ("trainer.evaluate", "evaluate a bundle on labelled audio: accuracy, macro-F1, VA"),
-    "default": ("trainer.default", "reproduce the default bundle from the shared corpora and procedural data"),
+    "audio": ("trainer.audio.train", "train an audio emotion encoder (one of seven families)"),
+    "hpo": ("trainer.audio.hpo", "Optuna search over encoder hyper-parameters (shared study database)"),
+    "compare": ("trainer.audio.compare", "all seven families under one protocol on one split: table and plots"),
+    "align": ("trainer.space.align", "align audio and art in the shared space (contrastive)"),
+    "gan": ("trainer.gan.train", "train the conditional GAN on the art corpus"),
+    "export": ("trainer.bundle.export", "checkpoint -> model bundle (ONNX + parity check, TensorRT when present)"),
+    "evaluate": ("trainer.bundle.evaluate", "evaluate a bundle on labelled audio: accuracy, macro-F1, VA"),
+    "default": ("trainer.bundle.default", "reproduce the default bundle from the shared corpora and procedural data"),
 }
 
 

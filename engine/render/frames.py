@@ -329,7 +329,7 @@ class GeneratorThread:
 # ----------------------------------------------------------------------------------------------------
 # colour grade
 
-# Per-channel gains for each emotion's region, in the art corpus's directions (trainer/artgen.py,
+# Per-channel gains for each emotion's region, in the art corpus's directions (trainer/art/painter.py,
 # docs/art.md): joy warm yellow-orange, anger red, sadness blue, neutral a warm grey, calm green-cyan.
 GRADE_TINT: dict[str, tuple[float, float, float]] = {
     "happy": (1.25, 1.06, 0.68),

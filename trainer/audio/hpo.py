@@ -19,20 +19,16 @@ from typing import Any
 from engine.deps import require
 from engine.errors import ConfigError
 from engine.models.encoders import Arch
-from trainer.train_audio import (
-    RunData,
-    Selection,
-    TrainConfig,
+from trainer.audio.config import EpochChoice, TrainConfig, json_safe
+from trainer.audio.data import RunData, inner_split, prepare
+from trainer.audio.loop import train
+from trainer.audio.train import (
     add_data_arguments,
     add_model_arguments,
     add_optim_arguments,
     add_run_arguments,
     command_line,
     config_from_args,
-    inner_split,
-    json_safe,
-    prepare,
-    train,
 )
 
 log = logging.getLogger("synesthesia.train.hpo")
@@ -74,7 +70,7 @@ def search(
         trial_dir = out / f"trial-{trial.number:04d}"
         # the trial's validation clips are the inner split: choosing on them is the search's job
         params = {**base.model_dump(), **suggest(trial, base.arch), "out": trial_dir, "reports": False}
-        cfg = TrainConfig(**{**params, "select": Selection.HELDOUT})
+        cfg = TrainConfig(**{**params, "select": EpochChoice.HELDOUT})
 
         def on_epoch(epoch: int, row: dict[str, float]) -> None:
             trial.report(row["val_accuracy"], epoch)

@@ -1,7 +1,7 @@
 """The art half of the default bundle: art space, GAN, audio alignment, art index, metrics, figures.
 
 `build_art_half` does the work from an audio model and audio clips (train and held-out speakers), so the
-trainer's `default` command (trainer.default) can call it after training the encoder; `build_default` is
+trainer's `default` command (trainer.bundle.default) can call it after training the encoder; `build_default` is
 the hook that command calls with the audio-only bundle it wrote: it adds the aligned audio projection,
 the generator, the art index, the art encoder, figures and metrics to that same bundle.
 
@@ -28,17 +28,21 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from engine.errors import ConfigError
 from engine.models.bundle import MANIFEST, Manifest, load_bundle
-from engine.models.checkpoint import load_generator
+from engine.models.checkpoint import load_checkpoint, load_generator
 from engine.models.generator import Generator, GeneratorConfig
 from engine.models.heads import AudioModel
-from trainer import art_eval
-from trainer.align import (
+from trainer.art.encoder import ArtEncoder, load_art_encoder, save_art_encoder
+from trainer.art.images import ArtImages
+from trainer.bundle import speed
+from trainer.bundle.export import TensorRTMode, compile_tensorrt, write_bundle
+from trainer.gan import evaluate as art_eval
+from trainer.gan.model import ConditionBank, DiscriminatorConfig, condition_bank
+from trainer.gan.train import GanConfig, ema_generator_from_checkpoint, load_gan_checkpoint, save_gan_outputs, train_gan
+from trainer.space.align import (
     AlignConfig,
     ArtSpace,
-    AudioSet,
     align_audio,
     build_art_index,
-    embed_audio,
     load_art_space,
     plot_alignment,
     retrieval_metrics,
@@ -47,19 +51,16 @@ from trainer.align import (
     train_art_space,
     va_head_from_state,
 )
-from trainer.align_data import ART_ENCODER_FILE, DEFAULT_CLASSES, VAL_ART_SEED_OFFSET, load_art
-from trainer.artimages import ArtImages
-from trainer.gan import (
-    ConditionBank,
-    DiscriminatorConfig,
-    GanConfig,
-    condition_bank,
-    ema_generator_from_checkpoint,
-    load_gan_checkpoint,
-    save_gan_outputs,
-    train_gan,
+from trainer.space.audio_set import AudioSet, concat_audio, embed_audio
+from trainer.space.data import (
+    ART_ENCODER_FILE,
+    DEFAULT_CLASSES,
+    VAL_ART_SEED_OFFSET,
+    audio_from_run,
+    load_art,
+    load_audio_bundle,
+    synthetic_split,
 )
-from trainer.image_encoder import ArtEncoder, load_art_encoder, save_art_encoder
 
 log = logging.getLogger("synesthesia.art_default")
 
@@ -133,7 +134,7 @@ def load_art_source(bundle_dir: Path) -> ArtSource:
         raise ConfigError(f"{bundle_dir}: no art half to reuse (needs {ART_ENCODER_FILE} and a generator)")
     path = Path(bundle_dir) / ART_ENCODER_FILE
     encoder = load_art_encoder(path)
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    ckpt = load_checkpoint(path, "art_encoder")
     va_head = va_head_from_state(ckpt["va_head"]) if "va_head" in ckpt else None
     generator = load_generator(Path(bundle_dir) / bundle.manifest.generator.torch)
     raw = json.loads((Path(bundle_dir) / MANIFEST).read_text(encoding="utf-8"))
@@ -159,7 +160,7 @@ def fit_va_readout(art_encoder: ArtEncoder, art: ArtImages) -> torch.nn.Linear:
 
 
 # Procedural voices added to the alignment (training voices) and to its held-out audio (the rest):
-# keyword arguments of trainer.align_data.synthetic_split.
+# keyword arguments of trainer.space.data.synthetic_split.
 ALIGNMENT_VOICES: dict[str, Any] = {"per_class": 80, "voices": 10, "seed": 7001, "val_fraction": 0.2}
 
 
@@ -239,7 +240,7 @@ def build_art_half(
 
     # 4. Audio into the art space (stage 2): seconds, always re-run for the given encoder.
     t0 = time.perf_counter()
-    all_val = _concat(list(audio_val.values()))
+    all_val = concat_audio(list(audio_val.values()))
     aligned = align_audio(audio_model, audio_train, all_val, space, art_train, art_val, cfg.align)
     save_alignment(aligned, cfg.align, align_dir / "align.pt")
     # the readout travels with the encoder, so a later encoder can be aligned to this art half exactly
@@ -277,7 +278,7 @@ def build_art_half(
     metrics = art_metrics(retrieval, report, space.metrics, timings, evaluate_flags)
     data = {
         "art": {
-            "corpus": "procedural (trainer.artgen)",
+            "corpus": "procedural (trainer.art.painter)",
             "train": len(art_train),
             "val": len(art_val),
             "size": cfg.art_size,
@@ -294,12 +295,6 @@ def build_art_half(
         extra[f"figures/art/{png.name}"] = png
     (runs / "art_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     return ArtHalf(aligned.audio_model, generator, index, metrics, data, extra)
-
-
-def _concat(sets: list[AudioSet]) -> AudioSet:
-    from trainer.align_data import concat_audio
-
-    return sets[0] if len(sets) == 1 else concat_audio(sets)
 
 
 def _brief(m: dict[str, Any]) -> dict[str, Any]:
@@ -362,12 +357,10 @@ def add_art_half_to_bundle(bundle_dir: Path, half: ArtHalf) -> Manifest:
 
     Everything else the bundle held (figures, reports, metrics, data, licence) is kept.
     """
-    from trainer.export import write_bundle
 
     raw = json.loads((bundle_dir / MANIFEST).read_text(encoding="utf-8"))
     core = {"audio_model.pt", "audio_model.onnx", "generator.pt", "generator.onnx", "art_index.npz"}
     keep = [f for f in raw["files"] if f not in core and f not in half.extra_files and not f.startswith("tensorrt/")]
-    from trainer.align_data import load_audio_bundle
 
     ab = load_audio_bundle(bundle_dir)
     with tempfile.TemporaryDirectory() as tmp:
@@ -396,7 +389,6 @@ def add_art_half_to_bundle(bundle_dir: Path, half: ArtHalf) -> Manifest:
             extra_files={**saved, **half.extra_files},
         )
     # write_bundle replaced the directory: compile both networks again where a GPU is present
-    from trainer.export import TensorRTMode, compile_tensorrt
 
     for component in ("audio", "generator"):
         manifest = compile_tensorrt(bundle_dir, TensorRTMode.AUTO, component) or manifest
@@ -406,35 +398,12 @@ def add_art_half_to_bundle(bundle_dir: Path, half: ArtHalf) -> Manifest:
 __all__ = ["DEFAULT_CLASSES", "ArtHalf", "ArtHalfConfig", "add_art_half_to_bundle", "build_art_half"]
 
 
-def measure_generator_speed(generator: Generator, frames: int = 300) -> dict[str, Any]:
-    """ONNX Runtime frame rate of this generator and of the 128 px default-size one (untrained weights:
-    speed does not depend on them), on 1 and 2 threads. Wall times depend on what else runs on the cores;
-    CPU time per frame does not (much)."""
-    from trainer.export import export_onnx
-
-    out: dict[str, Any] = {}
-    g128 = Generator(GeneratorConfig(resolution=128, base_channels=8)).eval()
-    with tempfile.TemporaryDirectory() as tmp:
-        for name, G in (("bundle_generator", generator.eval()), ("default_config_128px", g128)):
-            cfg = G.config
-            path = Path(tmp) / f"{name}.onnx"
-            example = [torch.zeros(1, cfg.z_dim), torch.zeros(1, cfg.cond_dim)]
-            export_onnx(G, example, path, G.input_names, G.output_names, atol=1e-3)
-            out[name] = {
-                "resolution": cfg.resolution,
-                **art_eval.generator_speed(path, cfg.z_dim, cfg.cond_dim, frames=frames),
-            }
-    out["command"] = "python -m trainer.art_eval assets/default; python -m trainer.art_eval --resolution 128"
-    return out
-
-
 def build_default(bundle_dir: Path, runs_dir: Path, data_root: Path, art_source: ArtSource | None = None) -> None:
     """The hook `synesthesia-train default` calls after writing the audio-only bundle.
 
     Audio for the alignment: the encoder's own corpora and speaker split (its training run
     RUNS/main/best.pt; held-out speakers stay held out) plus procedural clips of voices it never heard.
     """
-    from trainer.align_data import audio_from_run, concat_audio, load_audio_bundle, synthetic_split
 
     del data_root  # the corpora are found through the run's own configuration
     torch.set_num_threads(1)
@@ -455,6 +424,6 @@ def build_default(bundle_dir: Path, runs_dir: Path, data_root: Path, art_source:
         evaluate_flags=f" --audio-run {runs_dir / 'main' / 'best.pt'} --cache {runs_dir / 'cache'}",
         art_source=art_source,
     )
-    half.metrics["generator_speed"] = measure_generator_speed(half.generator)
+    half.metrics["generator_speed"] = speed.measure_generator_speed(half.generator)
     add_art_half_to_bundle(bundle_dir, half)
     log.info("added the art half to %s", bundle_dir)

@@ -45,15 +45,15 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from engine.errors import SynesthesiaError
-from trainer.artgen import ART_VA, ArtItem
+from trainer.art.painter import ART_VA, ArtItem
 
 __all__ = [
     "IMAGE_EXTENSIONS",
     "ArtLoadError",
+    "ArtLoadReport",
     "ArtRecord",
     "ArtRecordDataset",
     "ArtRecords",
-    "LoadReport",
     "check_image",
     "emotion_map",
     "load_art_csv",
@@ -153,7 +153,7 @@ class ArtRecord(NamedTuple):
 
 
 @dataclass
-class LoadReport:
+class ArtLoadReport:
     """What a loader skipped and why: (item, reason) pairs, in corpus order."""
 
     source: str
@@ -185,9 +185,9 @@ class LoadReport:
 class ArtRecords(list[ArtRecord]):
     """A list of records that also carries the loader's `report`."""
 
-    def __init__(self, records: Iterable[ArtRecord] = (), report: LoadReport | None = None) -> None:
+    def __init__(self, records: Iterable[ArtRecord] = (), report: ArtLoadReport | None = None) -> None:
         super().__init__(records)
-        self.report = report if report is not None else LoadReport("records")
+        self.report = report if report is not None else ArtLoadReport("records")
 
     def label_counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -196,7 +196,7 @@ class ArtRecords(list[ArtRecord]):
         return out
 
 
-def _finish(records: list[ArtRecord], report: LoadReport) -> ArtRecords:
+def _finish(records: list[ArtRecord], report: ArtLoadReport) -> ArtRecords:
     if report.skipped:
         log.warning(report.summary())
     return ArtRecords(records, report)
@@ -343,7 +343,7 @@ def load_art_folder(
         raise ArtLoadError(f"{root}: no such folder")
     mapping = _resolve_map(taxonomy)
     image_problem = _checker(check)
-    report = LoadReport(f"art folder {root}")
+    report = ArtLoadReport(f"art folder {root}")
     records: list[ArtRecord] = []
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         label = mapping.get(_norm_word(folder.name))
@@ -380,7 +380,7 @@ def load_art_csv(
     base = Path(image_root) if image_root is not None else csv_path.parent
     mapping = _resolve_map(taxonomy)
     image_problem = _checker(check)
-    report = LoadReport(f"art CSV {csv_path}")
+    report = ArtLoadReport(f"art CSV {csv_path}")
     records: list[ArtRecord] = []
     for line, row in enumerate(rows, start=2):
         where = f"line {line}"
@@ -442,7 +442,7 @@ def load_wikiart_emotions(
         raise ArtLoadError(f"{tsv_path}: not a WikiArt Emotions table (needs ID and '{view}: <emotion>' columns)")
     mapping = _resolve_map(taxonomy)
     image_problem = _checker(check)
-    report = LoadReport(f"WikiArt Emotions {tsv_path.name}")
+    report = ArtLoadReport(f"WikiArt Emotions {tsv_path.name}")
     records: list[ArtRecord] = []
     for row in rows:
         item = row.get("ID", "") or "(no ID)"
@@ -492,7 +492,7 @@ def load_dvisa(
         raise ArtLoadError(f"{csv_path}: not a D-ViSA table, missing column(s) {', '.join(missing)}")
     mapping = _resolve_map(taxonomy)
     image_problem = _checker(check)
-    report = LoadReport(f"D-ViSA {csv_path.name}")
+    report = ArtLoadReport(f"D-ViSA {csv_path.name}")
     records: list[ArtRecord] = []
     for row in rows:
         name = row["artwork"]

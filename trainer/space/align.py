@@ -3,7 +3,7 @@
 Two stages, so that the art side (which the GAN is conditioned on) does not move when an audio encoder is
 retrained, and a new audio encoder is aligned in seconds:
 
-1. Art space. An image encoder trained from scratch (trainer.image_encoder) with its projection head and
+1. Art space. An image encoder trained from scratch (trainer.art.encoder) with its projection head and
    a linear valence/arousal readout from the shared space. Losses on class-balanced batches of artworks:
    supervised contrastive loss (Khosla et al. 2020) in the shared space, cross-entropy of an auxiliary
    emotion classifier, and the VA readout's squared error.
@@ -28,7 +28,7 @@ import copy
 import json
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -40,12 +40,14 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from engine.audio.frontend import FrontEnd, FrontEndConfig, trim_silence
-from engine.emotions import CIRCUMPLEX
+from engine.errors import BundleError
+from engine.models.checkpoint import load_checkpoint, save_checkpoint
 from engine.models.heads import AudioModel, ProjectionHead
-from trainer.artimages import ArtImages
-from trainer.diffaug import translation
-from trainer.image_encoder import ArtEncoder, ImageEncoderConfig
+from trainer.art.diffaug import translation
+from trainer.art.encoder import ArtEncoder, ImageEncoderConfig
+from trainer.art.images import ArtImages
+from trainer.space.audio_set import AudioSet, embed_audio
+from trainer.space.data import add_data_arguments, load_bundle_models, load_data
 
 log = logging.getLogger("synesthesia.align")
 
@@ -106,89 +108,6 @@ class AlignConfig(BaseModel):
     art: ArtSpaceConfig = ArtSpaceConfig()
     audio: AudioAlignConfig = AudioAlignConfig()
     seed: int = 0
-
-
-# --------------------------------------------------------------------------------------------------
-# Audio side: z-scored log-mel features from the front end, embedded by the frozen encoder
-
-
-@dataclass
-class AudioSet:
-    """Audio clips through the front end: features [N, 1, M, T], labels [N], va [N, 2], speakers [N]."""
-
-    features: torch.Tensor
-    labels: np.ndarray
-    va: np.ndarray
-    speakers: np.ndarray
-    classes: list[str]
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def subset(self, index: np.ndarray | Sequence[int]) -> AudioSet:
-        idx = np.asarray(index, dtype=np.int64)
-        return AudioSet(self.features[idx], self.labels[idx], self.va[idx], self.speakers[idx], list(self.classes))
-
-
-def class_va(classes: Sequence[str], labels: np.ndarray) -> np.ndarray:
-    """The circumplex centre of each label (for corpora with categories only): float32 [N, 2]."""
-    table = np.array([CIRCUMPLEX.get(c, (0.0, 0.0)) for c in classes], dtype=np.float32)
-    return table[labels]
-
-
-def audio_set_from_clips(
-    clips: Iterable[tuple[np.ndarray, str, float | None, float | None, str]],
-    classes: Sequence[str],
-    frontend: FrontEndConfig,
-    mel_mean: Sequence[float] | np.ndarray,
-    mel_std: Sequence[float] | np.ndarray,
-    batch_size: int = 64,
-) -> AudioSet:
-    """(audio float32 mono at the front end's rate, label, valence, arousal, speaker) -> AudioSet.
-
-    Clips with a label outside `classes` are skipped; missing valence/arousal get the class centre.
-    """
-    fe = FrontEnd(frontend, np.asarray(mel_mean), np.asarray(mel_std))
-    n = frontend.n_samples
-    index = {c: i for i, c in enumerate(classes)}
-    feats: list[torch.Tensor] = []
-    labels, va, speakers = [], [], []
-    pending: list[np.ndarray] = []
-
-    def flush() -> None:
-        if pending:
-            feats.append(fe(np.stack(pending)).features)  # [b, 1, M, T]
-            pending.clear()
-
-    for audio, label, valence, arousal, speaker in clips:
-        if label not in index:
-            continue
-        v0, a0 = CIRCUMPLEX.get(label, (0.0, 0.0))
-        clip = trim_silence(np.asarray(audio, dtype=np.float32), frontend)[:n]
-        pending.append(np.pad(clip, (0, n - len(clip))))
-        labels.append(index[label])
-        va.append((v0 if valence is None else valence, a0 if arousal is None else arousal))
-        speakers.append(str(speaker))
-        if len(pending) >= batch_size:
-            flush()
-    flush()
-    if not labels:
-        raise ValueError("no audio clips with a known label")
-    return AudioSet(
-        torch.cat(feats),
-        np.asarray(labels, dtype=np.int64),
-        np.asarray(va, dtype=np.float32),
-        np.asarray(speakers),
-        list(classes),
-    )
-
-
-@torch.no_grad()
-def embed_audio(audio_model: AudioModel, features: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
-    """The frozen encoder's embeddings [N, E] (eval mode)."""
-    encoder = audio_model.encoder.eval()
-    out = [encoder(features[i : i + batch_size])[2] for i in range(0, len(features), batch_size)]
-    return torch.cat(out)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -516,7 +435,7 @@ def train_alignment(
 
 def save_art_space(space: ArtSpace, cfg: AlignConfig, path: str | Path) -> None:
     """art_space.pt: stage 1 (image encoder config and weights, VA readout, metrics)."""
-    torch.save(
+    save_checkpoint(
         {
             "kind": "art_space",
             "config": cfg.model_dump(mode="json"),
@@ -534,7 +453,7 @@ def save_art_space(space: ArtSpace, cfg: AlignConfig, path: str | Path) -> None:
 def save_alignment(result: AlignResult, cfg: AlignConfig, path: str | Path) -> None:
     """align.pt: both stages (the audio encoder itself is not copied; it lives in its bundle)."""
     proj = result.audio_model.projection.net
-    torch.save(
+    save_checkpoint(
         {
             "kind": "alignment",
             "config": cfg.model_dump(mode="json"),
@@ -556,9 +475,9 @@ def save_alignment(result: AlignResult, cfg: AlignConfig, path: str | Path) -> N
 
 
 def _load(path: Path) -> dict[str, Any]:
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(ckpt, dict) or ckpt.get("kind") not in ("art_space", "alignment"):
-        raise ValueError(f"{path}: neither art_space.pt nor align.pt")
+    ckpt = load_checkpoint(path, required=("art_encoder", "va_head"))
+    if ckpt.get("kind") not in ("art_space", "alignment"):
+        raise BundleError(f"{path}: neither art_space.pt nor align.pt")
     return ckpt
 
 
@@ -681,8 +600,6 @@ def build_art_index(art_encoder: ArtEncoder, art: ArtImages, thumbnail: int = 32
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from trainer.align_data import add_data_arguments
-
     add_data_arguments(parser)
     d_art, d_audio = ArtSpaceConfig(), AudioAlignConfig()
     parser.add_argument("--out", type=Path, default=Path("runs/align"), help="output directory (default runs/align)")
@@ -728,8 +645,6 @@ def align_config_from_args(args: argparse.Namespace) -> AlignConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    from trainer.align_data import load_data
-
     torch.set_num_threads(args.threads)
     if args.evaluate is not None:
         return evaluate_bundle_command(args)
@@ -770,7 +685,6 @@ def run(args: argparse.Namespace) -> int:
 
 def evaluate_bundle_command(args: argparse.Namespace) -> int:
     """`synesthesia-train align --evaluate BUNDLE`: retrieval of a finished bundle on held-out data."""
-    from trainer.align_data import load_bundle_models, load_data
 
     args.bundle = args.evaluate
     data = load_data(args)

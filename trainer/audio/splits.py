@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from trainer.datasets import AudioRecord
-from trainer.taxonomy import Taxonomy
+from trainer.audio.corpora import AudioRecord
+from trainer.audio.taxonomy import Taxonomy
 
 RANDOM_RULE = "random (NOT speaker-independent)"
 SPEAKER_RULE = "speaker-independent (whole speakers held out)"

@@ -1,10 +1,10 @@
 """Data for the art half of the trainer (alignment, GAN): the audio model, audio clips, art corpora.
 
 The audio encoder comes from a bundle (its AudioModel checkpoint, front-end settings and z-score
-statistics). Audio clips come from the procedural corpus (trainer.synthetic) and, from the trainer's
+statistics). Audio clips come from the procedural corpus (trainer.audio.synthetic) and, from the trainer's
 `default` command, from the real corpora; they are split by speaker so validation voices are never heard
 in training. Art comes from the procedural corpus (a different seed for validation) or from labelled
-image files (trainer.artdata). Features and renderings are cached under --cache.
+image files (trainer.art.corpora). Features and renderings are cached under --cache.
 """
 
 from __future__ import annotations
@@ -25,10 +25,18 @@ import torch
 from engine.audio.frontend import FrontEndConfig
 from engine.errors import SynesthesiaError
 from engine.models.bundle import DEFAULT_BUNDLE, load_bundle
-from engine.models.checkpoint import load_audio_model
+from engine.models.checkpoint import load_audio_model, load_checkpoint, load_generator, save_checkpoint
+from engine.models.generator import Generator
 from engine.models.heads import AudioModel
-from trainer.align import AudioSet, audio_set_from_clips
-from trainer.artimages import ArtImages, art_from_records, procedural_art
+from trainer.art.corpora import load_art_folder
+from trainer.art.encoder import ArtEncoder, load_art_encoder
+from trainer.art.images import ArtImages, art_from_records, procedural_art
+from trainer.audio.config import TrainConfig
+from trainer.audio.data import prepare
+from trainer.audio.features import standardize
+from trainer.audio.loop import checkpoint_info
+from trainer.audio.synthetic import SyntheticCorpus
+from trainer.space.audio_set import AudioSet, audio_set_from_clips, concat_audio
 
 log = logging.getLogger("synesthesia.art")
 
@@ -37,7 +45,7 @@ VAL_ART_SEED_OFFSET = 1000  # validation art is rendered with seed art_seed + th
 
 
 class AudioSource(StrEnum):
-    SYNTH = "synth"  # procedural speech-like and music-like clips (trainer.synthetic)
+    SYNTH = "synth"  # procedural speech-like and music-like clips (trainer.audio.synthetic)
 
 
 @dataclass
@@ -112,33 +120,26 @@ def synthetic_audio(
     cache_dir: Path | None = None,
 ) -> AudioSet:
     """The procedural audio corpus through the bundle's front end (cached as a .pt file)."""
-    from trainer.synthetic import SyntheticCorpus
 
-    key = _digest("synth-v1", list(classes), n_per_class, n_voices, seed, frontend.model_dump(), mel_mean, mel_std)
+    key = _digest("synth-v2", list(classes), n_per_class, n_voices, seed, frontend.model_dump(), mel_mean, mel_std)
     cache = cache_dir / f"audio-{key}.pt" if cache_dir is not None else None
     if cache is not None and cache.is_file():
-        d = torch.load(cache, map_location="cpu", weights_only=False)
-        return AudioSet(d["features"], d["labels"], d["va"], d["speakers"], list(classes))
+        d = load_checkpoint(cache, "audio_set", required=("features", "labels", "va", "speakers"))
+        return AudioSet(d["features"], d["labels"].numpy(), d["va"].numpy(), np.asarray(d["speakers"]), list(classes))
     corpus = SyntheticCorpus(list(classes), n_per_class, seed=seed, n_voices=n_voices, sample_rate=frontend.sample_rate)
     clips = ((it.audio, it.label, it.valence, it.arousal, it.speaker) for it in corpus)
     audio = audio_set_from_clips(clips, classes, frontend, mel_mean, mel_std)
     log.info("synthesised %d procedural audio clips (%d voices per kind)", len(audio), n_voices)
     if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(
-            {"features": audio.features, "labels": audio.labels, "va": audio.va, "speakers": audio.speakers}, cache
-        )
+        payload = {
+            "kind": "audio_set",
+            "features": audio.features,  # [N, 1, M, T]
+            "labels": torch.from_numpy(audio.labels),
+            "va": torch.from_numpy(audio.va),
+            "speakers": [str(s) for s in audio.speakers],
+        }
+        save_checkpoint(payload, cache)  # tensors and lists only: loadable with weights_only
     return audio
-
-
-def concat_audio(sets: Sequence[AudioSet]) -> AudioSet:
-    return AudioSet(
-        torch.cat([s.features for s in sets]),
-        np.concatenate([s.labels for s in sets]),
-        np.concatenate([s.va for s in sets]),
-        np.concatenate([s.speakers for s in sets]),
-        list(sets[0].classes),
-    )
 
 
 def load_art(
@@ -152,12 +153,11 @@ def load_art(
     cache_dir: Path | None = None,
 ) -> tuple[ArtImages, ArtImages]:
     """(train, val) art. Procedural: validation is rendered with another seed. Folder-per-label
-    (trainer.artdata): a seeded 80/20 split of the files."""
+    (trainer.art.corpora): a seeded 80/20 split of the files."""
     if art_dir is None:
         train = procedural_art(classes, per_class, size=size, seed=seed, cache_dir=cache_dir)
         val = procedural_art(classes, val_per_class, size=size, seed=seed + VAL_ART_SEED_OFFSET, cache_dir=cache_dir)
         return train, val
-    from trainer.artdata import load_art_folder
 
     art = art_from_records(load_art_folder(art_dir, taxonomy=list(classes)), classes, size=size)
     order = np.random.default_rng(seed).permutation(len(art))
@@ -235,10 +235,8 @@ def synthetic_split(
 
 def audio_from_run(checkpoint: Path, ab: AudioBundle) -> tuple[AudioSet, AudioSet, dict[str, Any]]:
     """(train, held-out) clips of an audio training run (its best.pt): the same corpora, taxonomy and
-    speaker split as the encoder was trained with (trainer.train_audio.prepare, cached features),
+    speaker split as the encoder was trained with (trainer.audio.data.prepare, cached features),
     z-scored with the bundle's statistics. Clips without a class (VA-only) are left out."""
-    from trainer.export import checkpoint_info
-    from trainer.train_audio import TrainConfig, prepare
 
     info = checkpoint_info(checkpoint)
     prep = prepare(TrainConfig.model_validate(info["train_config"]), ab.frontend, progress=False)
@@ -251,7 +249,6 @@ def audio_from_run(checkpoint: Path, ab: AudioBundle) -> tuple[AudioSet, AudioSe
 
 def bank_audio_set(bank: Any, ab: AudioBundle) -> AudioSet:
     """A trainer ClipBank as an AudioSet, z-scored with `ab`'s statistics; clips without a class left out."""
-    from trainer.features import standardize
 
     keep = np.flatnonzero(bank.labels >= 0)
     feats = standardize(bank.mels[keep], ab.mel_mean, ab.mel_std)  # [N, 1, M, T]
@@ -274,7 +271,7 @@ def load_data(args: argparse.Namespace, *, need_audio: bool = True) -> ArtHalfDa
     )
     info: dict[str, Any] = {
         "art": {
-            "corpus": str(args.art_dir) if args.art_dir else "procedural (trainer.artgen)",
+            "corpus": str(args.art_dir) if args.art_dir else "procedural (trainer.art.painter)",
             "train": len(art_train),
             "val": len(art_val),
             "size": args.art_size,
@@ -328,8 +325,8 @@ class BundleModels:
     """The trained networks of a finished bundle that the art-side evaluations need."""
 
     audio_model: AudioModel
-    art_encoder: Any  # trainer.image_encoder.ArtEncoder
-    generator: Any  # engine.models.generator.Generator | None
+    art_encoder: ArtEncoder
+    generator: Generator | None
     manifest: dict[str, Any]
 
 
@@ -338,8 +335,6 @@ ART_ENCODER_FILE = "art_encoder.pt"
 
 def load_bundle_models(path: str | Path) -> BundleModels:
     """Audio model, art encoder (art_encoder.pt) and generator of a bundle, hash-checked by load_bundle."""
-    from engine.models.checkpoint import load_generator
-    from trainer.image_encoder import load_art_encoder
 
     bundle = load_bundle(path)
     m = bundle.manifest

@@ -1,6 +1,6 @@
 """Art corpora as arrays in memory: images, labels, valence/arousal and ids, for alignment and the GAN.
 
-Two sources: the procedural corpus (trainer.artgen, rendered from a seed; a different seed is a held-out
+Two sources: the procedural corpus (trainer.art.painter, rendered from a seed; a different seed is a held-out
 set of artworks never seen in training) and image files with labels (folder-per-label or CSV records,
 decoded and resized here). Rendering is cached as npz under a cache directory so repeated runs start fast.
 """
@@ -18,13 +18,15 @@ import numpy as np
 import torch
 from PIL import Image
 
+from engine.atomicfile import atomic_path
 from engine.emotions import CIRCUMPLEX
+from trainer.art.painter import ArtCorpus
 
 log = logging.getLogger("synesthesia.art")
 
 
 class ArtRecordLike(Protocol):
-    """What an art loader yields: an image file with its emotion (trainer.artdata.ArtRecord)."""
+    """What an art loader yields: an image file with its emotion (trainer.art.corpora.ArtRecord)."""
 
     path: Path | str
     label: str
@@ -119,17 +121,14 @@ def _load_cached(path: Path | None, classes: Sequence[str]) -> ArtImages | None:
 def _save_cached(path: Path | None, art: ArtImages) -> None:
     if path is None:
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, images=art.images, labels=art.labels, va=art.va, ids=art.ids)
-    tmp.replace(path)
+    with atomic_path(path, suffix=".npz") as tmp:
+        np.savez(tmp, images=art.images, labels=art.labels, va=art.va, ids=art.ids)
 
 
 def procedural_art(
     classes: Sequence[str], n_per_class: int, *, size: int = 128, seed: int = 0, cache_dir: Path | None = None
 ) -> ArtImages:
-    """Render the procedural corpus (trainer.artgen.ArtCorpus); different seeds give disjoint artworks."""
-    from trainer.artgen import ArtCorpus
+    """Render the procedural corpus (trainer.art.painter.ArtCorpus); different seeds give disjoint artworks."""
 
     cache = _cache_path(cache_dir, f"procedural|{','.join(classes)}|{n_per_class}|{size}|{seed}|v1")
     cached = _load_cached(cache, classes)
@@ -165,7 +164,7 @@ def _square(img: Image.Image, size: int) -> np.ndarray:
 
 
 def art_from_records(records: Iterable[ArtRecordLike], classes: Sequence[str], *, size: int = 128) -> ArtImages:
-    """Decode image files (records from trainer.artdata) into an ArtImages; unknown labels are skipped.
+    """Decode image files (records from trainer.art.corpora) into an ArtImages; unknown labels are skipped.
 
     A record without valence/arousal gets its class's centre (`engine.emotions.CIRCUMPLEX`, or the origin).
     """

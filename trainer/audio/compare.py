@@ -14,18 +14,16 @@ from pathlib import Path
 from typing import Any
 
 from engine.models.encoders import Arch
-from trainer import reports
-from trainer.train_audio import (
-    Selection,
-    TrainConfig,
+from trainer.audio import reports
+from trainer.audio.config import EpochChoice, TrainConfig, json_safe
+from trainer.audio.data import prepare
+from trainer.audio.loop import train
+from trainer.audio.train import (
     add_data_arguments,
     add_optim_arguments,
     add_run_arguments,
     command_line,
     config_from_args,
-    json_safe,
-    prepare,
-    train,
 )
 
 log = logging.getLogger("synesthesia.train.compare")
@@ -46,8 +44,8 @@ COLUMNS = [
 
 
 CHOSEN_ON = {
-    Selection.INNER: "an inner split of the training speakers (the validation speakers are scored once)",
-    Selection.HELDOUT: "the validation clips themselves (seed protocol: optimistic)",
+    EpochChoice.INNER: "an inner split of the training speakers (the validation speakers are scored once)",
+    EpochChoice.HELDOUT: "the validation clips themselves (seed protocol: optimistic)",
 }
 
 
@@ -92,7 +90,7 @@ def compare(base: TrainConfig, archs: list[Arch], command: str | None = None) ->
         f"{prep.split['val']['speakers']} speakers; taxonomy `{prep.taxonomy['name']}`; {base.epochs} epochs, "
         f"batch {base.batch_size}, lr {base.lr:g}, seed {base.seed}. CPU ms: one window through ONNX Runtime "
         f"on {base.latency_threads} threads. Epoch chosen on: {CHOSEN_ON[base.select]}"
-        f"{' (then refitted on all training speakers)' if base.refit and base.select is Selection.INNER else ''}.\n\n"
+        f"{' (then refitted on all training speakers)' if base.refit and base.select is EpochChoice.INNER else ''}.\n\n"
     )
     md = heading + reports.markdown_table(rows, COLUMNS) + "\n"
     if command:

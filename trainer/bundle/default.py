@@ -7,8 +7,8 @@ the bundle's metrics):
 - seed3    the same recipe on the seed study's three classes (fearful -> sad), speaker-independent
 - cross    cross-corpus: train on RAVDESS, test on EmoDB, and the reverse
 - bundle   export `main` (ONNX + parity check) with every figure, the data and the licence
-- gan      if `trainer.gan` provides `build_default(bundle_dir, runs_dir, data_root)`, it adds the
-           generator and art index to the same bundle (guarded: skipped with one line when absent)
+- gan      `trainer.bundle.art_default.build_default(bundle_dir, runs_dir, data_root)` adds the aligned
+           audio projection, generator and art index to the same bundle
 
 `--reuse` skips a training step whose metrics.json already exists, so a long reproduction can be
 resumed step by step.
@@ -17,8 +17,6 @@ resumed step by step.
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import json
 import logging
 import shlex
@@ -26,10 +24,15 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from engine.audio.frontend import FrontEndConfig
 from engine.errors import ConfigError
 from engine.models.bundle import DEFAULT_BUNDLE
-from trainer.export import TensorRTMode, compile_tensorrt, write_bundle
-from trainer.train_audio import Augment, SplitKind, TrainConfig, json_safe, train
+from engine.models.checkpoint import load_audio_model
+from trainer.audio.config import AudioAugment, SplitKind, TrainConfig, json_safe
+from trainer.audio.loop import checkpoint_info, train
+from trainer.bundle.art_default import build_default as build_art_default
+from trainer.bundle.art_default import load_art_source
+from trainer.bundle.export import TensorRTMode, compile_tensorrt, write_bundle
 
 log = logging.getLogger("synesthesia.train.default")
 
@@ -51,7 +54,7 @@ RECIPE: dict[str, Any] = {
     "epochs": 40,
     "batch_size": 16,
     "lr": 1e-3,
-    "augment": Augment.FULL,
+    "augment": AudioAugment.FULL,
     "va_weight": 0.5,
     "refit": True,
 }
@@ -188,10 +191,6 @@ def bundle_metrics(results: dict[str, dict[str, Any]], command: str) -> dict[str
 
 
 def write_default_bundle(out: Path, runs: dict[str, dict[str, Any]], main_cfg: TrainConfig, command: str) -> None:
-    from engine.audio.frontend import FrontEndConfig
-    from engine.models.checkpoint import load_audio_model
-    from trainer.export import checkpoint_info
-
     best = Path(main_cfg.out) / "best.pt"
     if not best.is_file():
         raise ConfigError(f"{best}: no trained main model; run the main step first")
@@ -249,7 +248,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--arch")
     parser.add_argument("--width", type=int)
     parser.add_argument("--rnn-hidden", type=int)
-    parser.add_argument("--augment", type=Augment, choices=list(Augment))
+    parser.add_argument("--augment", type=AudioAugment, choices=list(AudioAugment))
     parser.add_argument("--synthetic-per-class", type=int, default=0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache-dir", type=Path)
@@ -272,21 +271,12 @@ def run(args: argparse.Namespace) -> int:
     command = getattr(args, "command_line", "synesthesia-train default")
     art_source = None
     if args.art_from is not None and Step.GAN in steps:
-        from trainer.art_default import load_art_source
-
         art_source = load_art_source(Path(args.art_from))  # read now: the bundle step may rewrite that folder
     if Step.BUNDLE in steps:
         if "main" not in results:
             raise ConfigError(f"{cfgs['main'].out}: no main run to bundle; include the main step")
         write_default_bundle(Path(args.out), results, cfgs["main"], command)
     if Step.GAN in steps:
-        if importlib.util.find_spec("trainer.gan") is None:
-            log.info("GAN part: skipped (trainer.gan is not in this build); the bundle is audio-only")
-        else:
-            gan = importlib.import_module("trainer.gan")
-            if hasattr(gan, "build_default"):
-                gan.build_default(Path(args.out), Path(args.runs), Path(args.data_root), art_source)
-            else:
-                log.info("GAN part: skipped (trainer.gan has no build_default); the bundle is audio-only")
+        build_art_default(Path(args.out), Path(args.runs), Path(args.data_root), art_source)
     print(json.dumps(json_safe(bundle_metrics(results, command)["goals"]) if "main" in results else {}))
     return 0

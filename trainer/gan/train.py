@@ -4,7 +4,7 @@ Generator: engine.models.generator.Generator, G(z, c) with conditional batch nor
 Discriminator: residual down-sampling blocks with spectral normalisation on every weight (Miyato et al.
 2018) and a projection head for the condition (Miyato & Koyama 2018): D(x, c) = psi(phi(x)) +
 <V c, phi(x)>, where c is a continuous 128-d vector rather than a class id. Hinge loss. Differentiable
-augmentation (trainer.diffaug) on everything D sees. An exponential moving average of G's weights is the
+augmentation (trainer.art.diffaug) on everything D sees. An exponential moving average of G's weights is the
 generator that is evaluated and exported.
 
 Conditions: every real artwork is paired with its own shared vector from the aligned image encoder;
@@ -22,42 +22,39 @@ import copy
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
-from torch import nn
-from torch.nn.utils.parametrizations import spectral_norm
 
-from engine.models.checkpoint import save_generator
+from engine.models.checkpoint import load_checkpoint, save_checkpoint, save_generator
 from engine.models.generator import Generator, GeneratorConfig
-from trainer.artimages import ArtImages
-from trainer.diffaug import Augment, diff_augment
-from trainer.image_encoder import ArtEncoder
+from trainer.art.diffaug import DiffAugPolicy, diff_augment
+from trainer.art.images import ArtImages
+from trainer.gan import evaluate as art_eval
+from trainer.gan.model import (
+    ConditionBank,
+    DiscriminatorConfig,
+    ProjectionDiscriminator,
+    condition_bank,
+    d_hinge_loss,
+    g_hinge_loss,
+    jitter,
+    mode_seeking_loss,
+    update_ema,
+)
+from trainer.space.align import load_alignment, load_art_space
+from trainer.space.audio_set import embed_audio
+from trainer.space.data import add_data_arguments, load_bundle_models, load_data
 
 log = logging.getLogger("synesthesia.gan")
 
 
 # --------------------------------------------------------------------------------------------------
 # Configuration
-
-
-class DiscriminatorConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    resolution: int = Field(128, ge=16, le=256)
-    cond_dim: int = Field(128, gt=0)
-    base_channels: int = Field(16, gt=0, description="channels of the first block; doubles per halving")
-    max_channels: int = Field(256, gt=0)
-
-    def channels(self) -> list[int]:
-        """Output channels of each down block, from full resolution to 4x4."""
-        n = int(np.log2(self.resolution)) - 2
-        return [min(self.max_channels, self.base_channels * 2**i) for i in range(n)]
 
 
 class GanConfig(BaseModel):
@@ -72,7 +69,7 @@ class GanConfig(BaseModel):
     lr_d: float = Field(4e-4, gt=0, description="twice G's: D learns slowly under spectral norm (TTUR)")
     beta1: float = Field(0.0, ge=0, lt=1)
     beta2: float = Field(0.99, ge=0, lt=1)
-    augment: tuple[Augment, ...] = (Augment.TRANSLATION,)
+    augment: tuple[DiffAugPolicy, ...] = (DiffAugPolicy.TRANSLATION,)
     colour_strength: float = Field(0.25, ge=0)
     ema_decay: float = Field(0.999, ge=0, lt=1)
     ema_start: int = Field(200, ge=0, description="steps before the EMA starts averaging (it copies until then)")
@@ -82,131 +79,6 @@ class GanConfig(BaseModel):
     checkpoint_every: int = Field(250, ge=1)
     sample_every: int = Field(500, ge=1)
     seed: int = 0
-
-
-# --------------------------------------------------------------------------------------------------
-# Discriminator and losses
-
-
-class DownBlock(nn.Module):
-    """Pre-activation residual block with spectral norm; average-pools by 2 when `down`."""
-
-    def __init__(self, c_in: int, c_out: int, *, down: bool, first: bool) -> None:
-        super().__init__()
-        self.first = first
-        self.down = down
-        self.conv1 = spectral_norm(nn.Conv2d(c_in, c_out, 3, padding=1))
-        self.conv2 = spectral_norm(nn.Conv2d(c_out, c_out, 3, padding=1))
-        self.skip = spectral_norm(nn.Conv2d(c_in, c_out, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = x if self.first else F.relu(x)
-        h = self.conv2(F.relu(self.conv1(h)))
-        if self.down:
-            h = F.avg_pool2d(h, 2)
-        # first block: pool then 1x1 (cheaper on the 3-channel input); later: 1x1 then pool
-        if self.first:
-            s = self.skip(F.avg_pool2d(x, 2) if self.down else x)
-        else:
-            s = self.skip(x)
-            s = F.avg_pool2d(s, 2) if self.down else s
-        return h + s
-
-
-class ProjectionDiscriminator(nn.Module):
-    """D(x [B, 3, R, R], c [B, cond_dim]) -> score [B]: psi(phi(x)) + <V c, phi(x)>."""
-
-    def __init__(self, cfg: DiscriminatorConfig) -> None:
-        super().__init__()
-        self.config = cfg
-        ch = cfg.channels()
-        blocks = []
-        c_in = 3
-        for i, c_out in enumerate(ch):
-            blocks.append(DownBlock(c_in, c_out, down=True, first=i == 0))
-            c_in = c_out
-        blocks.append(DownBlock(c_in, c_in, down=False, first=False))  # 4x4
-        self.blocks = nn.ModuleList(blocks)
-        self.linear = spectral_norm(nn.Linear(c_in, 1))
-        self.embed = spectral_norm(nn.Linear(cfg.cond_dim, c_in, bias=False))
-
-    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        h = x
-        for block in self.blocks:
-            h = block(h)
-        phi = F.relu(h).sum(dim=(2, 3))  # [B, C] global sum pooling
-        return self.linear(phi).squeeze(1) + (self.embed(c) * phi).sum(dim=1)  # [B]
-
-
-def d_hinge_loss(real_scores: torch.Tensor, fake_scores: torch.Tensor) -> torch.Tensor:
-    """Discriminator hinge loss: real scores pushed above +1, fake below -1."""
-    return F.relu(1.0 - real_scores).mean() + F.relu(1.0 + fake_scores).mean()
-
-
-def g_hinge_loss(fake_scores: torch.Tensor) -> torch.Tensor:
-    """Generator hinge loss: raise D's score of fakes."""
-    return -fake_scores.mean()
-
-
-def mode_seeking_loss(
-    x1: torch.Tensor, x2: torch.Tensor, z1: torch.Tensor, z2: torch.Tensor, cap: float = 0.25
-) -> torch.Tensor:
-    """Diversity term against within-emotion collapse (mode seeking, Mao et al. 2019, in the bounded form of
-    Yang et al. 2019): two latents under one condition should give images as different as the latents are.
-    Returns -min(image distance / latent distance, cap), averaged; `cap` (about what two real artworks of
-    one emotion score) stops it pushing for more variety than the art has. x [B, 3, R, R], z [B, Z]."""
-    ratio = (x1 - x2).abs().mean(dim=(1, 2, 3)) / (z1 - z2).abs().mean(dim=1)  # [B]
-    return -ratio.clamp(max=cap).mean()
-
-
-@torch.no_grad()
-def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
-    """ema <- decay * ema + (1 - decay) * model for parameters; buffers (BN statistics) are copied."""
-    for pe, pm in zip(ema.parameters(), model.parameters(), strict=True):
-        pe.lerp_(pm, 1.0 - decay)
-    for be, bm in zip(ema.buffers(), model.buffers(), strict=True):
-        be.copy_(bm)
-
-
-# --------------------------------------------------------------------------------------------------
-# Conditions
-
-
-@dataclass
-class ConditionBank:
-    """Shared vectors to condition on: one per real artwork, and optionally audio vectors by label."""
-
-    art: torch.Tensor  # [N, S], art[i] belongs to real image i
-    art_labels: torch.Tensor  # [N]
-    audio: torch.Tensor | None = None  # [Na, S]
-    audio_labels: torch.Tensor | None = None  # [Na]
-    _audio_by_label: list[torch.Tensor] = field(default_factory=list, init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        if self.audio is not None and self.audio_labels is not None:
-            n_classes = int(self.art_labels.max()) + 1
-            self._audio_by_label = [torch.nonzero(self.audio_labels == c).flatten() for c in range(n_classes)]
-
-    def for_images(self, index: torch.Tensor, audio_fraction: float, gen: torch.Generator) -> torch.Tensor:
-        """The condition of each real image in `index`: its own vector, or (with probability
-        audio_fraction) a random audio vector of its emotion."""
-        c = self.art[index].clone()
-        if self.audio is None or audio_fraction <= 0:
-            return c
-        swap = torch.rand(len(index), generator=gen) < audio_fraction
-        for k in torch.nonzero(swap).flatten().tolist():
-            pool = self._audio_by_label[int(self.art_labels[index[k]])]
-            if len(pool):
-                c[k] = self.audio[pool[torch.randint(len(pool), (1,), generator=gen)]]
-        return c
-
-
-def jitter(c: torch.Tensor, sigma: float, gen: torch.Generator) -> torch.Tensor:
-    """Small Gaussian noise on unit condition vectors, re-normalised (robustness between clusters)."""
-    if sigma <= 0:
-        return c
-    noise = torch.randn(c.shape, generator=gen) * (sigma / c.shape[1] ** 0.5)
-    return F.normalize(c + noise, dim=1)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -233,8 +105,7 @@ def _checkpoint(
     history: list[dict[str, float]],
     gen: torch.Generator,
 ) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(
+    save_checkpoint(
         {
             "kind": "gan",
             "config": cfg.model_dump(mode="json"),
@@ -247,16 +118,13 @@ def _checkpoint(
             "history": history,
             "rng": gen.get_state(),
         },
-        tmp,
+        path,
     )
-    tmp.replace(path)
 
 
 def load_gan_checkpoint(path: str | Path) -> dict[str, Any]:
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(ckpt, dict) or ckpt.get("kind") != "gan":
-        raise ValueError(f"{path}: not a GAN checkpoint")
-    return ckpt
+    """gan_last.pt (config, step, G, EMA G, D, optimisers, history, RNG); BundleError names a bad file."""
+    return load_checkpoint(path, "gan", required=("config", "step", "generator_ema"))
 
 
 def ema_generator_from_checkpoint(path: str | Path) -> Generator:
@@ -402,22 +270,6 @@ def train_gan(
     return GanResult(G_ema.eval(), cfg, max(start, cfg.steps), history)
 
 
-def condition_bank(
-    art_encoder: ArtEncoder,
-    art: ArtImages,
-    audio_shared: torch.Tensor | None = None,
-    audio_labels: np.ndarray | None = None,
-) -> ConditionBank:
-    """Shared vectors of every artwork from the (frozen) aligned image encoder, plus audio vectors if given."""
-    _, shared = art_encoder.encode(art.tensor())
-    return ConditionBank(
-        art=shared,
-        art_labels=torch.from_numpy(art.labels),
-        audio=audio_shared,
-        audio_labels=None if audio_labels is None else torch.from_numpy(np.asarray(audio_labels)),
-    )
-
-
 def save_gan_outputs(result: GanResult, out_dir: Path) -> Path:
     """generator_ema.pt: the EMA generator as an engine checkpoint (config + state_dict)."""
     path = out_dir / "generator_ema.pt"
@@ -430,8 +282,6 @@ def save_gan_outputs(result: GanResult, out_dir: Path) -> Path:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from trainer.align_data import add_data_arguments
-
     add_data_arguments(parser)
     parser.add_argument("--out", type=Path, default=Path("runs/gan"), help="output directory (default runs/gan)")
     parser.add_argument(
@@ -476,11 +326,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def parse_policy(text: str) -> tuple[Augment, ...]:
+def parse_policy(text: str) -> tuple[DiffAugPolicy, ...]:
     try:
-        return tuple(Augment(p.strip()) for p in text.split(",") if p.strip())
+        return tuple(DiffAugPolicy(p.strip()) for p in text.split(",") if p.strip())
     except ValueError as exc:
-        raise SystemExit(f"--augment: {exc}; choose from {', '.join(a.value for a in Augment)}") from exc
+        raise SystemExit(f"--augment: {exc}; choose from {', '.join(a.value for a in DiffAugPolicy)}") from exc
 
 
 def gan_config_from_args(args: argparse.Namespace, cond_dim: int) -> GanConfig:
@@ -517,10 +367,6 @@ def resolve_alignment(path: Path | None, out: Path) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from trainer import art_eval
-    from trainer.align import embed_audio, load_alignment, load_art_space
-    from trainer.align_data import load_bundle_models, load_data
-
     torch.set_num_threads(args.threads)
     if args.evaluate is not None:
         args.bundle = args.evaluate
@@ -528,10 +374,9 @@ def run(args: argparse.Namespace) -> int:
         models = load_bundle_models(args.evaluate)
         if models.generator is None:
             raise SystemExit(f"{args.evaluate}: the bundle has no generator")
-        bank = condition_bank(models.art_encoder, data.art_train)
-        report = art_eval.evaluate_generator(
-            models.generator, models.art_encoder, data.art_train, data.art_val, bank,
-            models.audio_model, data.audio_val, args.out if args.figures else None, per_class=args.eval_per_class,
+        report = art_eval.evaluate_bundle_generator(
+            models, data.art_train, data.art_val, data.audio_val, args.out if args.figures else None,
+            per_class=args.eval_per_class,
         )  # fmt: skip
         print(json.dumps(report, indent=2))
         print(art_eval.summary_line(report))
@@ -540,7 +385,7 @@ def run(args: argparse.Namespace) -> int:
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     align_path = resolve_alignment(args.align, out)
-    kind = torch.load(align_path, map_location="cpu", weights_only=True).get("kind")
+    kind = load_checkpoint(align_path).get("kind")
     with_audio = kind == "alignment" and args.audio_fraction > 0
     data = load_data(args, need_audio=with_audio)
     if with_audio:
@@ -571,18 +416,3 @@ def run(args: argparse.Namespace) -> int:
         print(art_eval.summary_line(report))
     print(f"wrote {out / 'generator_ema.pt'} ({result.step} steps)")
     return 0
-
-
-def build_art_half(*args: Any, **kwargs: Any) -> Any:
-    """trainer.art_default.build_art_half (alignment, GAN, index, metrics from an audio model)."""
-    from trainer.art_default import build_art_half as build
-
-    return build(*args, **kwargs)
-
-
-def build_default(bundle_dir: Path, runs_dir: Path, data_root: Path, art_source: Any = None) -> None:
-    """The hook of `synesthesia-train default`: add the art half to the audio-only bundle it wrote
-    (`art_source`: a trainer.art_default.ArtSource whose art space and generator are reused)."""
-    from trainer.art_default import build_default as build
-
-    build(bundle_dir, runs_dir, data_root, art_source)

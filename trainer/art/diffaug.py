@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 
-class Augment(StrEnum):
+class DiffAugPolicy(StrEnum):
     COLOUR = "colour"  # brightness, saturation, contrast (mild)
     TRANSLATION = "translation"  # shift by up to 1/8 of the side, zero padded
     CUTOUT = "cutout"  # one zeroed square of half the side
@@ -61,12 +61,12 @@ def cutout(x: torch.Tensor, ratio: float = 0.5) -> torch.Tensor:
     return x * (~inside).unsqueeze(1).to(x.dtype)
 
 
-def diff_augment(x: torch.Tensor, policy: Sequence[Augment], colour_strength: float = 0.25) -> torch.Tensor:
+def diff_augment(x: torch.Tensor, policy: Sequence[DiffAugPolicy], colour_strength: float = 0.25) -> torch.Tensor:
     """Apply the policy's transforms in a fixed order (colour, translation, cutout)."""
-    if Augment.COLOUR in policy:
+    if DiffAugPolicy.COLOUR in policy:
         x = colour(x, colour_strength)
-    if Augment.TRANSLATION in policy:
+    if DiffAugPolicy.TRANSLATION in policy:
         x = translation(x)
-    if Augment.CUTOUT in policy:
+    if DiffAugPolicy.CUTOUT in policy:
         x = cutout(x)
     return x

@@ -1,7 +1,7 @@
 """Corpus loaders: parse labels and speakers from each corpus's own file naming into `AudioRecord`s.
 
 Every loader returns a `LoadResult(records, report)`. Files that cannot be read, whose names do not
-parse, whose label is unknown or contradicts their folder are skipped and counted in the `LoadReport`
+parse, whose label is unknown or contradicts their folder are skipped and counted in the `AudioLoadReport`
 (with the first few examples); a bad file is never fatal. A missing root directory or a CSV without its
 required columns is (ValueError / FileNotFoundError): nothing could be loaded from it.
 
@@ -22,8 +22,10 @@ from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
+from engine.audio.frontend import FrontEndConfig, trim_silence
+from engine.audio.loading import load_audio
 from engine.emotions import canonical_emotion, normalize_label
-from trainer.taxonomy import Taxonomy, va_target
+from trainer.audio.taxonomy import Taxonomy, va_target
 
 AUDIO_EXTENSIONS = frozenset({".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff"})
 MAX_EXAMPLES = 5
@@ -44,7 +46,7 @@ class AudioRecord:
     """One clip. `speaker` is corpus-prefixed ("ravdess:01") and is the grouping key for splits.
 
     `emotion` is canonical, or None for continuous corpora. `valence`/`arousal` are in [-1, 1] and only
-    set where the corpus rates them; `trainer.taxonomy.va_target` supplies circumplex targets otherwise.
+    set where the corpus rates them; `trainer.audio.taxonomy.va_target` supplies circumplex targets otherwise.
     `speaker_known` is False where the corpus does not say who speaks: each such clip is its own group.
     """
 
@@ -72,7 +74,7 @@ class IssueLog:
 
 
 @dataclass
-class LoadReport:
+class AudioLoadReport:
     """What a loader found: counts per emotion, speaker and corpus, and every skipped file by kind."""
 
     source: str
@@ -104,7 +106,7 @@ class LoadReport:
         return len(self.per_speaker)
 
     @classmethod
-    def combine(cls, reports: Iterable[LoadReport]) -> LoadReport:
+    def combine(cls, reports: Iterable[AudioLoadReport]) -> AudioLoadReport:
         reports = list(reports)
         out = cls(source=" + ".join(r.source for r in reports))
         for r in reports:
@@ -146,7 +148,7 @@ class LoadReport:
 
 class LoadResult(NamedTuple):
     records: list[AudioRecord]
-    report: LoadReport
+    report: AudioLoadReport
 
 
 class _SkipError(Exception):
@@ -172,7 +174,7 @@ def _require_dir(root: str | Path) -> Path:
     return root
 
 
-def _audio_files(root: Path, report: LoadReport) -> Iterator[Path]:
+def _audio_files(root: Path, report: AudioLoadReport) -> Iterator[Path]:
     """Audio files under root in sorted order (deterministic records); hidden and other files are ignored."""
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
@@ -205,10 +207,10 @@ def _collect(
     verify: bool,
     dedupe: bool,
     files: Iterable[Path] | None = None,
-    report: LoadReport | None = None,
+    report: AudioLoadReport | None = None,
 ) -> LoadResult:
     """Run `parse` over the audio files, skipping and reporting what fails."""
-    report = report or LoadReport(source=source)
+    report = report or AudioLoadReport(source=source)
     records: list[AudioRecord] = []
     seen: dict[tuple[str, str], Path] = {}
     for path in files if files is not None else _audio_files(root, report):
@@ -565,7 +567,7 @@ def load_csv(
     if cols["path"] is None or (cols["label"] is None and (cols["valence"] is None or cols["arousal"] is None)):
         wanted = "`path` and `label` (or `valence` and `arousal`)"
         raise ValueError(f"{csv_path}: needs a header with {wanted}; got {header}")
-    report = LoadReport(source=f"csv:{csv_path}")
+    report = AudioLoadReport(source=f"csv:{csv_path}")
     records: list[AudioRecord] = []
     low, high = va_range
     for line, row in enumerate(rows, start=2):
@@ -685,7 +687,7 @@ def load_continuous(
         raise ValueError(
             f"{root}: no annotation CSV with columns {fmt.id_column}, {fmt.valence_column}, {fmt.arousal_column}"
         )
-    report = LoadReport(source=f"{fmt.corpus}:{root}")
+    report = AudioLoadReport(source=f"{fmt.corpus}:{root}")
     ratings: dict[str, tuple[float, float]] = {}
     low, high = fmt.scale
     for csv_path in csv_paths:
@@ -787,7 +789,7 @@ def detect_corpus(path: str | Path, sample: int = 200) -> str | None:
     if subdirs and sum(canonical_emotion(d) is not None for d in subdirs) >= max(2, len(subdirs) // 2 + 1):
         return "folder"
     votes: Counter[str] = Counter()
-    scratch = LoadReport(source="detect")
+    scratch = AudioLoadReport(source="detect")
     for i, file in enumerate(_audio_files(path, scratch)):
         if i >= sample:
             break
@@ -832,7 +834,7 @@ def load_corpora(specs: Iterable[str], **options: Any) -> LoadResult:
     """Load several corpora and combine their records and reports."""
     results = [load_corpus(spec, **options) for spec in specs]
     records = [r for result in results for r in result.records]
-    return LoadResult(records, LoadReport.combine(result.report for result in results))
+    return LoadResult(records, AudioLoadReport.combine(result.report for result in results))
 
 
 # -- clips for training --------------------------------------------------------------------------------
@@ -860,8 +862,6 @@ class ClipDataset:
         seed: int = 0,
         trim: bool = True,
     ) -> None:
-        from engine.audio.frontend import FrontEndConfig
-
         self.config = config or FrontEndConfig()
         self.taxonomy = taxonomy
         self.augment = augment
@@ -891,8 +891,6 @@ class ClipDataset:
 
     def load(self, index: int, rng: np.random.Generator | None = None) -> np.ndarray:
         """Decoded, trimmed clip cut to the window: random crop/offset with `rng`, else centred crop."""
-        from engine.audio.frontend import trim_silence
-        from engine.audio.loading import load_audio
 
         cfg = self.config
         audio = load_audio(self.records[index].path, cfg.sample_rate)
@@ -929,11 +927,11 @@ __all__ = [
     "ISSUE_KINDS",
     "LOADERS",
     "PMEMO_FORMAT",
+    "AudioLoadReport",
     "AudioRecord",
     "ClipDataset",
     "ContinuousFormat",
     "IssueLog",
-    "LoadReport",
     "LoadResult",
     "detect_corpus",
     "identify_clip",

@@ -1,6 +1,6 @@
 """Score `synesthesia analyze --json` output against labels in the corpora's own file names.
 
-    synesthesia analyze --json FILES... | python -m trainer.score_analyze [--taxonomy default]
+    synesthesia analyze --json FILES... | python -m trainer.audio.score_analyze [--taxonomy default]
 
 Reads the per-file summary lines, recovers each file's emotion from its name (RAVDESS, CREMA-D, TESS,
 SAVEE, EmoDB naming), maps it through the taxonomy and prints file-level accuracy and macro-F1 as JSON.
@@ -14,12 +14,12 @@ import json
 import sys
 from pathlib import Path
 
-from trainer.datasets import identify_clip
-from trainer.taxonomy import get_taxonomy
+from trainer.audio.corpora import identify_clip
+from trainer.audio.taxonomy import get_taxonomy
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m trainer.score_analyze", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m trainer.audio.score_analyze", description=__doc__.splitlines()[0])
     parser.add_argument("--taxonomy", default="default")
     args = parser.parse_args(argv)
     taxonomy = get_taxonomy(args.taxonomy)

@@ -1,6 +1,6 @@
 """Screen stage-2 settings on the inner split, never on the reported speakers.
 
-    python -m trainer.align_dev runs/default/main/ckpt.pt --art-from assets/default --cache runs/default/cache
+    python -m trainer.bundle.align_dev runs/default/main/ckpt.pt --art-from assets/default --cache runs/default/cache
 
 The checkpoint is the *choosing* run's last epoch (`ckpt.pt` of an `audio` run with `--select inner`): an
 encoder trained on the inner training speakers only, so its inner validation speakers are unseen voices
@@ -24,11 +24,15 @@ import torch
 
 from engine.audio.frontend import FrontEndConfig
 from engine.errors import ConfigError
-from engine.models.checkpoint import load_audio_model
+from engine.models.checkpoint import load_audio_model, load_checkpoint
 from engine.models.heads import AudioModel
-from trainer.align import AlignConfig, ArtSpace, AudioAlignConfig, AudioSet, align_audio
-from trainer.align_data import AudioBundle, bank_audio_set, concat_audio, load_art, synthetic_split
-from trainer.artimages import ArtImages
+from trainer.art.images import ArtImages
+from trainer.audio.config import TrainConfig
+from trainer.audio.data import inner_split, prepare
+from trainer.bundle.art_default import ALIGNMENT_VOICES, ArtHalfConfig, fit_va_readout, load_art_source
+from trainer.space.align import AlignConfig, ArtSpace, AudioAlignConfig, align_audio
+from trainer.space.audio_set import AudioSet, concat_audio
+from trainer.space.data import AudioBundle, bank_audio_set, load_art, synthetic_split
 
 
 def screen(
@@ -55,9 +59,8 @@ def screen(
 
 def inner_sets(checkpoint: Path) -> tuple[AudioBundle, AudioSet, AudioSet]:
     """(the run's encoder and front end, inner training clips, inner validation clips) of a choosing run."""
-    from trainer.train_audio import TrainConfig, inner_split, prepare
 
-    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    ckpt = load_checkpoint(checkpoint, "audio_model", required=("train_config", "frontend", "split"))
     cfg = TrainConfig.model_validate(ckpt["train_config"])
     frontend = FrontEndConfig.model_validate(ckpt["frontend"])
     inner = inner_split(prepare(cfg, frontend, progress=False), cfg.val_fraction, cfg.seed + 1)
@@ -75,9 +78,7 @@ def inner_sets(checkpoint: Path) -> tuple[AudioBundle, AudioSet, AudioSet]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from trainer.art_default import ALIGNMENT_VOICES, ArtHalfConfig, fit_va_readout, load_art_source
-
-    p = argparse.ArgumentParser(prog="python -m trainer.align_dev", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m trainer.bundle.align_dev", description=__doc__.splitlines()[0])
     p.add_argument("checkpoint", type=Path, help="ckpt.pt of an audio run with --select inner")
     p.add_argument("--art-from", type=Path, default=Path("assets/default"), help="bundle whose art half is used")
     p.add_argument("--cache", type=Path, help="rendered art and procedural audio cache")

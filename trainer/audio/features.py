@@ -6,7 +6,7 @@ keyed by the file's path, mtime and size and the front-end configuration, so twe
 next run) never decode again. A `ClipBank` holds the waveforms (float16, for on-the-fly waveform
 augmentation) and the clean log-mels (float32, for evaluation and spec-only training) in RAM.
 
-Procedural clips (`trainer.synthetic`) go through the same cache, keyed by their generation spec.
+Procedural clips (`trainer.audio.synthetic`) go through the same cache, keyed by their generation spec.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from engine.atomicfile import atomic_path
 from engine.audio.frontend import FrontEnd, FrontEndConfig, trim_silence
 from engine.audio.loading import load_audio
 
@@ -103,10 +104,8 @@ class FeatureCache:
             return None  # missing or damaged (an interrupted write): recompute
 
     def _write(self, path: Path, audio: np.ndarray, mel: np.ndarray) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
-        np.savez(tmp, audio=audio, mel=mel)
-        os.replace(tmp, path)  # atomic: parallel ranks or runs never see half a file
+        with atomic_path(path, suffix=".npz") as tmp:  # parallel ranks or runs never see half a file
+            np.savez(tmp, audio=audio, mel=mel)
 
     def prepare_audio(self, audio: np.ndarray) -> np.ndarray:
         """Trim (trainer policy) and cap the length, float32."""

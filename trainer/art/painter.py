@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from engine.emotions import CIRCUMPLEX
 
@@ -747,8 +747,6 @@ def save_grid(
     seed: int = 0,
 ) -> Path:
     """Save a labelled grid PNG: one row per emotion, `per_label` samples each (cycling the styles)."""
-    from PIL import ImageFont
-
     pad, label_w = 4, 72
     grid = Image.new("RGB", (label_w + per_label * (size + pad) + pad, pad + len(labels) * (size + pad)), "white")
     draw = ImageDraw.Draw(grid)

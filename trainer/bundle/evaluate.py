@@ -3,15 +3,16 @@
 Clips are decoded, trimmed and featurised like in training, z-scored with the bundle's statistics and
 run through ONNX Runtime (or torch). Figures: accuracy, macro-F1, per-class F1, confusion, valence and
 arousal R²/CCC. Clips whose speaker was in the bundle's training data are reported separately: only
-the held-out speakers measure what a gallery will hear. The GAN part of a bundle is evaluated by
-`trainer.gan.evaluate_bundle(bundle_dir, args)` when that module provides it.
+the held-out speakers measure what a gallery will hear.
+
+A bundle with an art half (generator.pt and art_encoder.pt) also gets its GAN figures (trainer.gan.evaluate:
+emotion consistency, diversity, Fréchet distance per emotion, latent smoothness) against procedural
+artworks. Side effects: with --out, writes evaluate.json and confusion.png.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import json
 import logging
 from pathlib import Path
@@ -19,12 +20,16 @@ from typing import Any
 
 import numpy as np
 
-from engine.errors import ConfigError
+from engine.errors import BundleError, ConfigError
 from engine.inference.base import BackendKind, Component
-from engine.models.bundle import load_bundle
-from trainer import reports
-from trainer.features import FeatureCache, standardize
-from trainer.train_audio import SYNTHETIC, bank_from, json_safe, load_records
+from engine.models.bundle import Bundle, load_bundle
+from trainer.audio import reports
+from trainer.audio.config import SYNTHETIC, json_safe
+from trainer.audio.data import bank_from, load_records
+from trainer.audio.features import FeatureCache, standardize
+from trainer.audio.taxonomy import get_taxonomy
+from trainer.gan import evaluate as art_eval
+from trainer.space.data import ART_ENCODER_FILE, DEFAULT_CLASSES, load_art, load_bundle_models
 
 log = logging.getLogger("synesthesia.train.evaluate")
 
@@ -48,8 +53,6 @@ def evaluate_bundle(
     cache_dir: Path | None = None,
     out: Path | None = None,
 ) -> dict[str, Any]:
-    from trainer.taxonomy import get_taxonomy
-
     bundle = load_bundle(bundle_dir)
     man = bundle.manifest
     tax_name = taxonomy_name or man.data.get("taxonomy", {}).get("name") or "default"
@@ -109,6 +112,47 @@ def evaluate_bundle(
     return result
 
 
+GAN_ART_PER_CLASS = 100  # procedural reference artworks per emotion (training side of the k-NN vote)
+GAN_VAL_ART_PER_CLASS = 50  # held-out-seed artworks per emotion (the real-art scale and conditions)
+GAN_PER_CLASS = 50  # generated images per emotion
+
+
+def art_classes(bundle: Bundle) -> list[str]:
+    """The emotions of the bundle's art half: its art index's labels in first-seen order, else the default four."""
+    index = bundle.art_index()
+    if index is None:
+        return list(DEFAULT_CLASSES)
+    return list(dict.fromkeys(str(label) for label in index["labels"]))
+
+
+def evaluate_gan(
+    bundle_dir: str | Path | None,
+    *,
+    per_class: int = GAN_PER_CLASS,
+    art_per_class: int = GAN_ART_PER_CLASS,
+    art_val_per_class: int = GAN_VAL_ART_PER_CLASS,
+    cache_dir: Path | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """GAN metrics of a bundle's generator in its own image encoder's space, against procedural art.
+
+    BundleError when the bundle has no generator or no art_encoder.pt (GAN figures need both).
+    """
+    bundle = load_bundle(bundle_dir)
+    if bundle.manifest.generator is None or ART_ENCODER_FILE not in bundle.manifest.files:
+        raise BundleError(f"{bundle.path}: no art half to evaluate (needs a generator and {ART_ENCODER_FILE})")
+    models = load_bundle_models(bundle.path)
+    if models.generator is None:
+        raise BundleError(f"{bundle.path}: the generator has no torch checkpoint to evaluate")
+    size = int(bundle.manifest.data.get("art", {}).get("size", models.generator.config.resolution))
+    art_train, art_val = load_art(
+        art_classes(bundle), per_class=art_per_class, val_per_class=art_val_per_class, size=size, seed=seed,
+        cache_dir=cache_dir,
+    )  # fmt: skip
+    report = art_eval.evaluate_bundle_generator(models, art_train, art_val, per_class=per_class, seed=seed)
+    return {"summary": art_eval.summary_line(report), **report}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bundle", type=Path, help="bundle directory (default: assets/default)")
     parser.add_argument("--data", action="append", metavar="SPEC", help="labelled audio (repeatable; see audio)")
@@ -127,10 +171,11 @@ def run(args: argparse.Namespace) -> int:
         if any(spec.split(":")[0] == SYNTHETIC for spec in args.data):
             log.info("procedural clips are a smoke test, not a measure of real speech")
     bundle = load_bundle(args.bundle)
-    if bundle.manifest.generator is not None and importlib.util.find_spec("trainer.gan") is not None:
-        gan = importlib.import_module("trainer.gan")
-        if hasattr(gan, "evaluate_bundle"):
-            result["gan"] = gan.evaluate_bundle(bundle.path, args)
+    if bundle.manifest.generator is not None:
+        if ART_ENCODER_FILE in bundle.manifest.files:
+            result["gan"] = evaluate_gan(bundle.path, cache_dir=args.cache_dir)
+        else:
+            log.warning("%s: generator without %s: no GAN figures", bundle.path, ART_ENCODER_FILE)
     if not result:
         raise ConfigError("nothing to evaluate: give --data SPEC (labelled audio)")
     summary = {k: v for k, v in result.items() if k in ("bundle", "backend", "note")}
@@ -138,6 +183,6 @@ def run(args: argparse.Namespace) -> int:
         if part in result:
             summary[part] = {k: result[part][k] for k in ("n", "accuracy", "macro_f1") if k in result[part]}
     if "gan" in result:
-        summary["gan"] = result["gan"]
+        summary["gan"] = result["gan"]["summary"]
     print(json.dumps(json_safe(summary)))
     return 0

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from engine.errors import BundleError
+from engine.models.checkpoint import load_checkpoint, save_checkpoint
 from engine.models.heads import ProjectionHead
 
 log = logging.getLogger("synesthesia.art")
@@ -122,7 +123,8 @@ def load_backbone_weights(body: nn.Module, path: Path) -> None:
 
 
 def save_art_encoder(model: ArtEncoder, path: str | Path, extra: dict[str, Any] | None = None) -> None:
-    torch.save(
+    """art_encoder.pt: config + weights (+ extras such as the VA readout), written atomically."""
+    save_checkpoint(
         {
             "kind": "art_encoder",
             "config": model.config.model_dump(mode="json"),
@@ -135,12 +137,7 @@ def save_art_encoder(model: ArtEncoder, path: str | Path, extra: dict[str, Any] 
 
 def load_art_encoder(path: str | Path) -> ArtEncoder:
     path = Path(path)
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, ValueError, EOFError) as exc:
-        raise BundleError(f"{path}: cannot read checkpoint ({exc})") from exc
-    if not isinstance(ckpt, dict) or ckpt.get("kind") != "art_encoder":
-        raise BundleError(f"{path}: not an art encoder checkpoint")
+    ckpt = load_checkpoint(path, "art_encoder", required=("config", "state_dict"))
     try:
         cfg = ImageEncoderConfig.model_validate({**ckpt["config"], "pretrained": None})
         model = ArtEncoder(cfg)

@@ -16,13 +16,16 @@ from typing import Any
 import numpy as np
 import torch
 
+from engine.atomicfile import atomic_path
 from engine.audio.frontend import FrontEndConfig
-from engine.errors import BundleError, SynesthesiaError
-from engine.models.bundle import Manifest, write_manifest
+from engine.errors import SynesthesiaError
+from engine.inference.base import Component, example_inputs
+from engine.models.bundle import MANIFEST, Manifest, load_bundle, write_manifest
 from engine.models.checkpoint import load_audio_model, save_audio_model, save_generator
 from engine.models.encoders import count_parameters
 from engine.models.generator import Generator
 from engine.models.heads import AudioModel
+from trainer.audio.loop import checkpoint_info
 
 log = logging.getLogger("synesthesia.export")
 
@@ -149,7 +152,8 @@ def write_bundle(
             "parameters": count_parameters(generator),
         }
     if art_index is not None:
-        np.savez_compressed(out / "art_index.npz", **art_index)
+        with atomic_path(out / "art_index.npz", suffix=".npz") as tmp:
+            np.savez_compressed(tmp, **art_index)
         manifest["art_index"] = {"file": "art_index.npz", "count": len(art_index["vectors"])}
     for fname, src in (extra_files or {}).items():
         dst = out / fname
@@ -169,18 +173,6 @@ class TensorRTMode(StrEnum):
 
 
 TRT_ATOL = 5e-2  # FP16 engine vs FP32 torch; outputs are O(1) (logits, tanh, unit vectors)
-
-
-def checkpoint_info(path: str | Path) -> dict[str, Any]:
-    """The trainer's extras stored beside the model in a training checkpoint (classes, statistics, ...)."""
-    try:
-        ckpt = torch.load(Path(path), map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, ValueError, EOFError) as exc:
-        raise BundleError(f"{path}: cannot read checkpoint ({exc})") from exc
-    missing = [k for k in ("classes", "frontend", "mel_mean", "mel_std") if k not in ckpt]
-    if missing:
-        raise BundleError(f"{path}: not a training checkpoint of synesthesia-train (missing {', '.join(missing)})")
-    return {k: v for k, v in ckpt.items() if k not in ("state_dict", "optimizer", "scheduler")}
 
 
 def export_checkpoint(
@@ -239,10 +231,8 @@ def compile_tensorrt(
         return None
     import torch_tensorrt as trt
 
-    from engine.inference.base import Component, example_inputs
     from engine.inference.tensorrt_backend import cache_key
     from engine.inference.torch_backend import load_module
-    from engine.models.bundle import MANIFEST, load_bundle
 
     part = Component(component)
     out = Path(out)

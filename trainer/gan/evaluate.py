@@ -26,10 +26,13 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 
-from engine.models.generator import Generator, GeneratorConfig
+from engine.models.generator import Generator
 from engine.models.heads import AudioModel
-from trainer.artimages import ArtImages, to_uint8
-from trainer.image_encoder import ArtEncoder
+from trainer.art.encoder import ArtEncoder
+from trainer.art.images import ArtImages, to_uint8
+from trainer.gan.model import condition_bank
+from trainer.space.audio_set import AudioSet, embed_audio
+from trainer.space.data import BundleModels
 
 log = logging.getLogger("synesthesia.art_eval")
 
@@ -294,54 +297,6 @@ def real_grid(art: ArtImages, path: str | Path, per_class: int = 8, resolution: 
 
 
 # --------------------------------------------------------------------------------------------------
-# Speed of the exported generator
-
-
-def generator_speed(
-    onnx_path: str | Path, z_dim: int, cond_dim: int, *, threads: Sequence[int] = (1, 2), frames: int = 200
-) -> dict[str, Any]:
-    """Frames per second of a generator ONNX file through ONNX Runtime on the CPU, batch 1.
-
-    Per thread count: the median wall time per frame (what a display loop sees, inflated when other work
-    shares the cores) and the process CPU time per frame (the work itself; with one thread, the frame rate
-    one free core sustains).
-    """
-    import time
-
-    import onnxruntime as ort
-
-    rng = np.random.default_rng(0)
-    feeds = {
-        "z": rng.standard_normal((1, z_dim), dtype=np.float32),
-        "c": (lambda c: c / np.linalg.norm(c))(rng.standard_normal((1, cond_dim), dtype=np.float32)),
-    }
-    out: dict[str, Any] = {"frames": frames, "backend": f"onnxruntime {ort.__version__} CPUExecutionProvider"}
-    for n in threads:
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = n
-        opts.inter_op_num_threads = 1
-        session = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
-        for _ in range(20):
-            session.run(None, feeds)
-        wall = []
-        cpu0 = time.process_time()
-        for _ in range(frames):
-            t = time.perf_counter()
-            session.run(None, feeds)
-            wall.append(time.perf_counter() - t)
-        cpu_ms = (time.process_time() - cpu0) / frames * 1000
-        median = float(np.median(wall)) * 1000
-        out[f"threads_{n}"] = {
-            "wall_ms_median": round(median, 3),
-            "wall_fps": round(1000 / median, 1),
-            "cpu_ms_per_frame": round(cpu_ms, 3),
-        }
-        if n == 1:
-            out["fps_one_free_core"] = round(1000 / cpu_ms, 1)
-    return out
-
-
-# --------------------------------------------------------------------------------------------------
 # The whole evaluation
 
 
@@ -360,7 +315,6 @@ def evaluate_generator(
     seed: int = 0,
 ) -> dict[str, Any]:
     """All metrics (and, with out_dir, the grids) for an EMA generator. See the module docstring."""
-    from trainer.align import embed_audio
 
     classes = list(art_train.classes)
     C = len(classes)
@@ -422,6 +376,27 @@ def evaluate_generator(
     return report
 
 
+def evaluate_bundle_generator(
+    models: BundleModels,
+    art_train: ArtImages,
+    art_val: ArtImages,
+    audio_val: AudioSet | None = None,
+    out_dir: Path | None = None,
+    *,
+    per_class: int = 200,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """`evaluate_generator` on a finished bundle's generator, conditioned on `art_train`'s vectors from the
+    bundle's own image encoder (and on `audio_val` through its audio model, when given)."""
+    if models.generator is None:
+        raise ValueError("the bundle has no generator")
+    bank = condition_bank(models.art_encoder, art_train)
+    return evaluate_generator(
+        models.generator, models.art_encoder, art_train, art_val, bank, models.audio_model, audio_val, out_dir,
+        per_class=per_class, seed=seed,
+    )  # fmt: skip
+
+
 def summary_line(report: dict[str, Any]) -> str:
     parts = [f"emotion consistency {report['consistency_art_cond']['consistency']:.3f} (art conditions)"]
     if "consistency_audio_cond" in report:
@@ -435,48 +410,3 @@ def summary_line(report: dict[str, Any]) -> str:
         f"(unrelated {report['smoothness']['unrelated_change']:.3f})"
     )
     return "; ".join(parts)
-
-
-def speed_main(argv: Sequence[str] | None = None) -> int:
-    """`python -m trainer.art_eval [ONNX | BUNDLE] [--resolution R --base-channels C]`: generator frame rate.
-
-    With a bundle or ONNX file, that generator; without, an untrained generator of the given size (speed
-    does not depend on the weights), exported to ONNX first.
-    """
-    import argparse
-    import json
-    import tempfile
-
-    parser = argparse.ArgumentParser(prog="python -m trainer.art_eval", description=speed_main.__doc__)
-    parser.add_argument("target", nargs="?", type=Path, help="generator.onnx or a bundle directory")
-    parser.add_argument("--resolution", type=int, default=128)
-    parser.add_argument("--base-channels", type=int, default=8)
-    parser.add_argument("--frames", type=int, default=300)
-    parser.add_argument("--threads", default="1,2", help="comma-separated ONNX Runtime intra-op thread counts")
-    args = parser.parse_args(argv)
-    threads = [int(t) for t in args.threads.split(",")]
-    if args.target is not None:
-        path = args.target / "generator.onnx" if args.target.is_dir() else args.target
-        import onnx
-
-        model = onnx.load(str(path))
-        dims = {i.name: i.type.tensor_type.shape.dim[1].dim_value for i in model.graph.input}
-        result = generator_speed(path, dims["z"], dims["c"], threads=threads, frames=args.frames)
-        result["generator"] = str(path)
-    else:
-        from trainer.export import export_onnx
-
-        cfg = GeneratorConfig(resolution=args.resolution, base_channels=args.base_channels)
-        G = Generator(cfg).eval()
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "generator.onnx"
-            export_onnx(G, [torch.zeros(1, cfg.z_dim), torch.zeros(1, cfg.cond_dim)], path, G.input_names,
-                        G.output_names, atol=1e-3)  # fmt: skip
-            result = generator_speed(path, cfg.z_dim, cfg.cond_dim, threads=threads, frames=args.frames)
-        result["generator"] = f"untrained {cfg.model_dump()}"
-    print(json.dumps(result, indent=2))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(speed_main())

@@ -1,0 +1,1 @@
+"""Audio room: corpora, taxonomy, splits, augmentation, procedural voices, clip cache, training, reports."""

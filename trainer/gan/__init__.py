@@ -1,0 +1,1 @@
+"""GAN room: the conditional GAN (discriminator, training loop, checkpoints) and its evaluation."""

@@ -1,0 +1,1 @@
+"""Shared-space room: the contrastive audio-art alignment, its audio sets and its data loading."""
