@@ -1,4 +1,4 @@
-"""`synesthesia-train` command line (DESIGN.md §8-9).
+"""`synesthesia-train` command line (docs/design.md §8-9).
 
 Convention for subcommands: each one lives in its own module that exposes
 

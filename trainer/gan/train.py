@@ -1,4 +1,4 @@
-"""The conditional GAN of DESIGN.md §4: `synesthesia-train gan`.
+"""The conditional GAN of docs/design.md §4: `synesthesia-train gan`.
 
 Generator: engine.models.generator.Generator, G(z, c) with conditional batch norm, c a shared-space vector.
 Discriminator: residual down-sampling blocks with spectral normalisation on every weight (Miyato et al.

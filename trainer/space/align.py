@@ -1,4 +1,4 @@
-"""Align audio and art in one 128-d shared space (DESIGN.md §4): `synesthesia-train align`.
+"""Align audio and art in one 128-d shared space (docs/design.md §4): `synesthesia-train align`.
 
 Two stages, so that the art side (which the GAN is conditioned on) does not move when an audio encoder is
 retrained, and a new audio encoder is aligned in seconds:
