@@ -2,6 +2,18 @@
 
 Conditional batch norm: every upsampling block normalises without its own affine and takes scale and
 shift from the shared-space condition, so one network paints every emotion.
+
+Two architectures share the `G(z, c) -> [B, 3, R, R]` contract (docs/art_training.md §3):
+
+- `arch="v1"` (the seed's, and what a config without `arch` means): nearest-neighbour upsampling inside
+  residual blocks, width `base_channels` at full resolution.
+- `arch="v2"` (the default for new training): each option below is a config field, so an ablation can
+  switch them one at a time — `upsample` (`nearest`, `bilinear`, `blur`: nearest then a fixed [1,2,1]²
+  low-pass, resize-then-conv as in Odena et al. 2016), `noise` (per-pixel noise inputs with learnt
+  per-channel strength, StyleGAN), `sle` (skip-layer excitation, FastGAN: a 4-8 px map gates the
+  channels of a block at 16x the resolution), `min_channels` (a floor on the width at high resolution).
+  Noise is drawn from torch's generator in training; in eval mode and in ONNX it is a fixed buffer, so
+  the exported network is a deterministic function of (z, c).
 """
 
 from __future__ import annotations
@@ -13,21 +25,44 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import nn
 
+ARCHS = ("v1", "v2")
+UPSAMPLE_MODES = ("nearest", "bilinear", "blur")
+
 
 class GeneratorConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    resolution: int = Field(128, ge=32, le=256)
+    resolution: int = Field(128, ge=32, le=512)
     z_dim: int = Field(64, gt=0)
     cond_dim: int = Field(128, gt=0)
     base_channels: int = Field(8, gt=0, description="channels at full resolution; doubles per halving")
     max_channels: int = Field(256, gt=0)
+    # absent in old bundles' configs: the defaults are the v1 network exactly
+    arch: str = Field("v1", description="v1 (seed: nearest upsampling) or v2 (options below)")
+    upsample: str = Field("blur", description="v2: nearest | bilinear | blur (nearest + [1,2,1] low-pass)")
+    noise: bool = Field(True, description="v2: per-pixel noise inputs")
+    sle: bool = Field(True, description="v2: skip-layer excitation (FastGAN)")
+    min_channels: int = Field(0, ge=0, description="v2: floor on every block's width (capacity at high res)")
 
     @field_validator("resolution")
     @classmethod
     def _power_of_two(cls, v: int) -> int:
         if v & (v - 1):
-            raise ValueError("resolution must be a power of two (32..256)")
+            raise ValueError("resolution must be a power of two (32..512)")
+        return v
+
+    @field_validator("arch")
+    @classmethod
+    def _arch(cls, v: str) -> str:
+        if v not in ARCHS:
+            raise ValueError(f"arch must be one of {', '.join(ARCHS)}")
+        return v
+
+    @field_validator("upsample")
+    @classmethod
+    def _upsample(cls, v: str) -> str:
+        if v not in UPSAMPLE_MODES:
+            raise ValueError(f"upsample must be one of {', '.join(UPSAMPLE_MODES)}")
         return v
 
     @property
@@ -36,7 +71,10 @@ class GeneratorConfig(BaseModel):
 
     def channels(self) -> list[int]:
         n = self.n_blocks
-        return [min(self.max_channels, self.base_channels * 2 ** (n - i)) for i in range(n + 1)]
+        widths = [min(self.max_channels, self.base_channels * 2 ** (n - i)) for i in range(n + 1)]
+        if self.arch == "v2" and self.min_channels:
+            widths = [max(w, min(self.min_channels, self.max_channels)) for w in widths]
+        return widths
 
 
 class ConditionalBatchNorm2d(nn.Module):
@@ -74,6 +112,89 @@ class UpBlock(nn.Module):
         return h + self.skip(up)
 
 
+def blur_kernel(channels: int) -> torch.Tensor:
+    k = torch.tensor([1.0, 2.0, 1.0])
+    k2 = (k[:, None] * k[None, :]) / 16.0
+    return k2.expand(channels, 1, 3, 3).contiguous()
+
+
+class Upsample(nn.Module):
+    """x2: nearest, bilinear, or nearest followed by a fixed depthwise [1,2,1]^2 low-pass (anti-alias)."""
+
+    def __init__(self, channels: int, mode: str) -> None:
+        super().__init__()
+        self.mode = mode
+        if mode == "blur":
+            self.register_buffer("kernel", blur_kernel(channels), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.mode == "bilinear":
+            return F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
+        x = F.interpolate(x, scale_factor=2.0, mode="nearest")
+        if self.mode == "blur":
+            x = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), self.kernel, groups=x.shape[1])
+        return x
+
+
+class NoiseInput(nn.Module):
+    """x + strength[c] * noise[h, w]: fresh noise in training, a fixed buffer in eval (ONNX-exportable)."""
+
+    def __init__(self, channels: int, resolution: int, seed: int) -> None:
+        super().__init__()
+        self.strength = nn.Parameter(torch.zeros(1, channels, 1, 1))
+        fixed = torch.randn(1, 1, resolution, resolution, generator=torch.Generator().manual_seed(seed))
+        self.register_buffer("fixed", fixed, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            noise = torch.randn(x.shape[0], 1, x.shape[2], x.shape[3], device=x.device, dtype=x.dtype)
+        else:
+            noise = self.fixed.to(x.dtype)
+        return x + self.strength * noise
+
+
+class SkipExcitation(nn.Module):
+    """FastGAN's skip-layer excitation: a low-resolution map -> per-channel gates for a high-res block."""
+
+    def __init__(self, c_low: int, c_high: int, low_resolution: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.AvgPool2d(low_resolution // 4),  # -> 4x4 (a fixed kernel: ONNX-exportable)
+            nn.Conv2d(c_low, c_high, 4),
+            nn.LeakyReLU(0.1),
+            nn.Conv2d(c_high, c_high, 1),
+            nn.Sigmoid(),
+        )
+
+    def forward(self, high: torch.Tensor, low: torch.Tensor) -> torch.Tensor:
+        return high * self.net(low)
+
+
+class UpBlockV2(nn.Module):
+    """Resize-then-conv residual block: CBN, ReLU, anti-aliased x2, conv, [noise], CBN, ReLU, conv, [noise]."""
+
+    def __init__(self, c_in: int, c_out: int, cfg: GeneratorConfig, resolution: int, index: int) -> None:
+        super().__init__()
+        self.up_h = Upsample(c_in, cfg.upsample)
+        self.up_x = Upsample(c_in, cfg.upsample)
+        self.norm1 = ConditionalBatchNorm2d(c_in, cfg.cond_dim)
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1, padding_mode="replicate")
+        self.norm2 = ConditionalBatchNorm2d(c_out, cfg.cond_dim)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, padding_mode="replicate")
+        self.skip = nn.Conv2d(c_in, c_out, 1)
+        self.noise1 = NoiseInput(c_out, resolution, 2 * index) if cfg.noise else None
+        self.noise2 = NoiseInput(c_out, resolution, 2 * index + 1) if cfg.noise else None
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(self.up_h(F.relu(self.norm1(x, cond))))
+        if self.noise1 is not None:
+            h = self.noise1(h)
+        h = self.conv2(F.relu(self.norm2(h, cond)))
+        if self.noise2 is not None:
+            h = self.noise2(h)
+        return h + self.skip(self.up_x(x))
+
+
 class Generator(nn.Module):
     """z [B, Z] and condition c [B, cond_dim] -> image [B, 3, R, R] in [-1, 1]."""
 
@@ -87,12 +208,25 @@ class Generator(nn.Module):
         self.ch0 = ch[0]
         # the condition enters twice: concatenated to z for the layout, and through every CBN for style
         self.fc = nn.Linear(cfg.z_dim + cfg.cond_dim, 4 * 4 * ch[0])
-        self.blocks = nn.ModuleList(UpBlock(ch[i], ch[i + 1], cfg.cond_dim) for i in range(cfg.n_blocks))
+        if cfg.arch == "v1":
+            self.blocks = nn.ModuleList(UpBlock(ch[i], ch[i + 1], cfg.cond_dim) for i in range(cfg.n_blocks))
+        else:
+            self.blocks = nn.ModuleList(
+                UpBlockV2(ch[i], ch[i + 1], cfg, 8 * 2**i, i) for i in range(cfg.n_blocks)
+            )  # fmt: skip
+        # skip-layer excitation: the output of block i (8 * 2^i px) gates block i + 4's (16x the resolution)
+        n_sle = max(0, cfg.n_blocks - 4) if cfg.arch == "v2" and cfg.sle else 0
+        self.sle = nn.ModuleList(SkipExcitation(ch[i + 1], ch[i + 5], 8 * 2**i) for i in range(n_sle))
         self.out_norm = nn.BatchNorm2d(ch[-1])
-        self.out_conv = nn.Conv2d(ch[-1], 3, 3, padding=1)
+        pad = "replicate" if cfg.arch == "v2" else "zeros"
+        self.out_conv = nn.Conv2d(ch[-1], 3, 3, padding=1, padding_mode=pad)
 
     def forward(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         h = self.fc(torch.cat([z, c], dim=1)).reshape(z.shape[0], self.ch0, 4, 4)  # [B, ch0, 4, 4]
-        for block in self.blocks:
+        outputs: list[torch.Tensor] = []
+        for k, block in enumerate(self.blocks):
             h = block(h, c)
+            if 4 <= k < 4 + len(self.sle):
+                h = self.sle[k - 4](h, outputs[k - 4])
+            outputs.append(h)
         return torch.tanh(self.out_conv(F.relu(self.out_norm(h))))

@@ -22,7 +22,7 @@ from trainer.art.images import ArtImages
 class DiscriminatorConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    resolution: int = Field(128, ge=16, le=256)
+    resolution: int = Field(128, ge=16, le=512)
     cond_dim: int = Field(128, gt=0)
     base_channels: int = Field(16, gt=0, description="channels of the first block; doubles per halving")
     max_channels: int = Field(256, gt=0)

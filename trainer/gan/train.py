@@ -12,7 +12,10 @@ optionally a share of pairs (real and fake alike, so D cannot tell the modality 
 shared vector of an audio clip of the same emotion, so G also sees where sound lands in the space.
 
 Training reads top to bottom in `train_gan`; checkpoints (gan_last.pt) carry the configs and everything
-needed to resume.
+needed to resume exactly (both RNG streams included: the batch generator and torch's global one, which
+DiffAugment and the noise inputs draw from). `--recipe cpu|gpu` are the documented presets (RECIPES); on
+CUDA, mixed precision runs through torch.autocast + GradScaler. Loss curves (gan_losses.png, from the
+history) and sample grids are written as training goes.
 """
 
 from __future__ import annotations
@@ -79,6 +82,25 @@ class GanConfig(BaseModel):
     checkpoint_every: int = Field(250, ge=1)
     sample_every: int = Field(500, ge=1)
     seed: int = 0
+    amp: bool = Field(False, description="mixed precision (torch.autocast + GradScaler); CUDA only")
+
+
+# Fields a resumed run may change (the schedule's length and its bookkeeping); everything else must match.
+RESUMABLE_CHANGES = ("steps", "ema_start", "checkpoint_every", "sample_every")
+
+# The documented presets of `--recipe` (flags given explicitly override them). v2 generator at 256 px.
+RECIPES: dict[str, dict[str, Any]] = {
+    # two CPU cores: narrow networks, batch 16, fp32
+    "cpu": {
+        "resolution": 256, "arch": "v2", "base_channels": 8, "d_channels": 16, "batch_size": 16,
+        "steps": 4000, "device": "cpu", "amp": False,
+    },
+    # one GPU: wider networks, batch 64, mixed precision
+    "gpu": {
+        "resolution": 256, "arch": "v2", "base_channels": 16, "min_channels": 32, "d_channels": 32,
+        "batch_size": 64, "steps": 40000, "device": "cuda", "amp": True,
+    },
+}  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------------
@@ -104,6 +126,7 @@ def _checkpoint(
     opt_d: torch.optim.Optimizer,
     history: list[dict[str, float]],
     gen: torch.Generator,
+    scaler: Any = None,
 ) -> None:
     save_checkpoint(
         {
@@ -117,6 +140,9 @@ def _checkpoint(
             "opt_d": opt_d.state_dict(),
             "history": history,
             "rng": gen.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            **({"cuda_rng": torch.cuda.get_rng_state_all()} if torch.cuda.is_available() else {}),
+            "scaler": scaler.state_dict() if scaler is not None else {},
         },
         path,
     )
@@ -143,13 +169,18 @@ def train_gan(
     *,
     resume: bool = False,
     on_sample: Any = None,
+    device: str = "cpu",
+    progress: bool = False,
 ) -> GanResult:
     """Train G and D on `art` (resized to the generator's resolution) conditioned on `conditions`.
 
     Writes out_dir/gan_last.pt every `checkpoint_every` steps and at the end; with `resume`, continues
-    from it (the config must match, except `steps`, which may grow). `on_sample(step, G_ema)` is called
-    every `sample_every` steps (for sample grids).
+    from it exactly (the config must match, except RESUMABLE_CHANGES; the saved EMA start is kept).
+    `on_sample(step, G_ema)` is called every `sample_every` steps (for sample grids). `device` "cuda" runs
+    on the GPU (with `cfg.amp`: autocast + GradScaler); `progress` shows a tqdm bar.
     """
+    dev = torch.device(device)
+    use_amp = cfg.amp and dev.type == "cuda"
     res = cfg.generator.resolution
     if cfg.discriminator.resolution != res or cfg.discriminator.cond_dim != cfg.generator.cond_dim:
         raise ValueError("generator and discriminator must agree on resolution and condition size")
@@ -164,7 +195,7 @@ def train_gan(
     images = torch.from_numpy(art.images).permute(0, 3, 1, 2).contiguous()  # [N, 3, R0, R0] uint8
 
     def real_batch(index: torch.Tensor) -> torch.Tensor:
-        x = images[index].float().div_(127.5).sub_(1.0)  # [B, 3, R0, R0] in [-1, 1]
+        x = images[index].to(dev).float().div_(127.5).sub_(1.0)  # [B, 3, R0, R0] in [-1, 1]
         if x.shape[-1] != res:
             x = F.interpolate(x, size=(res, res), mode="area" if x.shape[-1] > res else "bilinear")
         return x
@@ -172,13 +203,14 @@ def train_gan(
     # 2. Models and optimisers.
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    G = Generator(cfg.generator)
-    D = ProjectionDiscriminator(cfg.discriminator)
+    G = Generator(cfg.generator).to(dev)
+    D = ProjectionDiscriminator(cfg.discriminator).to(dev)
     G_ema = copy.deepcopy(G).eval()
     for p in G_ema.parameters():
         p.requires_grad_(False)
     opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, cfg.beta2))
     opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2))
+    scaler = torch.amp.GradScaler("cuda") if use_amp else None
     history: list[dict[str, float]] = []
     start = 0
 
@@ -186,8 +218,10 @@ def train_gan(
     if resume and ckpt_path.is_file():
         ckpt = load_gan_checkpoint(ckpt_path)
         saved = GanConfig.model_validate(ckpt["config"])
-        if saved.model_copy(update={"steps": cfg.steps}) != cfg:
+        keep = {k: getattr(cfg, k) for k in RESUMABLE_CHANGES}
+        if saved.model_copy(update=keep) != cfg:
             raise ValueError(f"{ckpt_path}: saved config differs from this run's (only --steps may change on resume)")
+        cfg = cfg.model_copy(update={"ema_start": saved.ema_start})  # the schedule continues as it began
         G.load_state_dict(ckpt["generator"])
         G_ema.load_state_dict(ckpt["generator_ema"])
         D.load_state_dict(ckpt["discriminator"])
@@ -195,6 +229,12 @@ def train_gan(
         opt_d.load_state_dict(ckpt["opt_d"])
         history = list(ckpt["history"])
         gen.set_state(ckpt["rng"])
+        if "torch_rng" in ckpt:
+            torch.set_rng_state(ckpt["torch_rng"])
+        if "cuda_rng" in ckpt and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(ckpt["cuda_rng"])
+        if scaler is not None and ckpt.get("scaler"):
+            scaler.load_state_dict(ckpt["scaler"])
         start = int(ckpt["step"])
         log.info("resumed GAN training from %s at step %d", ckpt_path, start)
 
@@ -206,22 +246,40 @@ def train_gan(
     n_window = 0
     G.train()
     D.train()
-    for step in range(start + 1, cfg.steps + 1):
+
+    def to_dev(x: torch.Tensor) -> torch.Tensor:
+        return x.to(dev, non_blocking=True)
+
+    def autocast() -> Any:
+        return torch.autocast(dev.type, dtype=torch.float16, enabled=use_amp)
+
+    def backward_step(loss: torch.Tensor, opt: torch.optim.Optimizer) -> None:
+        opt.zero_grad(set_to_none=True)
+        if scaler is None:
+            loss.backward()
+            opt.step()
+        else:
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+
+    bar = _progress(range(start + 1, cfg.steps + 1), start, cfg.steps, progress)
+    for step in bar:
         # D steps: real pairs (x, c_x) against fakes G(z, c) for conditions of other real images.
         for _ in range(cfg.d_steps):
             real_idx = torch.randint(n, (B,), generator=gen)
             fake_idx = torch.randint(n, (B,), generator=gen)
             x_real = real_batch(real_idx)
-            c_real = jitter(conditions.for_images(real_idx, cfg.audio_fraction, gen), cfg.cond_noise, gen)
-            c_fake = jitter(conditions.for_images(fake_idx, cfg.audio_fraction, gen), cfg.cond_noise, gen)
-            with torch.no_grad():
-                x_fake = G(torch.randn(B, Z, generator=gen), c_fake)
-            real_scores = D(diff_augment(x_real, cfg.augment, cfg.colour_strength), c_real)
-            fake_scores = D(diff_augment(x_fake, cfg.augment, cfg.colour_strength), c_fake)
-            loss_d = d_hinge_loss(real_scores, fake_scores)
-            opt_d.zero_grad(set_to_none=True)
-            loss_d.backward()
-            opt_d.step()
+            c_real = to_dev(jitter(conditions.for_images(real_idx, cfg.audio_fraction, gen), cfg.cond_noise, gen))
+            c_fake = to_dev(jitter(conditions.for_images(fake_idx, cfg.audio_fraction, gen), cfg.cond_noise, gen))
+            z_d = to_dev(torch.randn(B, Z, generator=gen))
+            with autocast():
+                with torch.no_grad():
+                    x_fake = G(z_d, c_fake)
+                real_scores = D(diff_augment(x_real, cfg.augment, cfg.colour_strength), c_real).float()
+                fake_scores = D(diff_augment(x_fake, cfg.augment, cfg.colour_strength), c_fake).float()
+                loss_d = d_hinge_loss(real_scores, fake_scores)
+            backward_step(loss_d, opt_d)
 
         # G step: fresh z; the conditions of the first half repeated in the second, so that pairs
         # (i, i + B/2) share a condition and differ in z, for the mode-seeking term.
@@ -229,14 +287,14 @@ def train_gan(
             p.requires_grad_(False)
         half = B // 2
         c_pairs = torch.cat([c_fake[:half], c_fake[:half], c_fake[2 * half :]])  # [B, S]
-        z = torch.randn(B, Z, generator=gen)
-        x_fake = G(z, c_pairs)
-        loss_adv = g_hinge_loss(D(diff_augment(x_fake, cfg.augment, cfg.colour_strength), c_pairs))
-        loss_ms = mode_seeking_loss(x_fake[:half], x_fake[half : 2 * half], z[:half], z[half : 2 * half])
-        loss_g = loss_adv + cfg.w_mode_seeking * loss_ms
-        opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        opt_g.step()
+        z = to_dev(torch.randn(B, Z, generator=gen))
+        with autocast():
+            x_fake = G(z, c_pairs)
+            loss_adv = g_hinge_loss(D(diff_augment(x_fake, cfg.augment, cfg.colour_strength), c_pairs).float())
+            x_fake = x_fake.float()
+            loss_ms = mode_seeking_loss(x_fake[:half], x_fake[half : 2 * half], z[:half], z[half : 2 * half])
+            loss_g = loss_adv + cfg.w_mode_seeking * loss_ms
+        backward_step(loss_g, opt_g)
         for p in D.parameters():
             p.requires_grad_(True)
 
@@ -257,17 +315,52 @@ def train_gan(
                 step, cfg.steps, row["d"], row["g"], row["ms"], row["real"], row["fake"],
                 (time.perf_counter() - t0) / (step - start),
             )  # fmt: skip
+            if progress:
+                bar.set_postfix(d=f"{row['d']:.3f}", g=f"{row['g']:.3f}", refresh=False)
             window = dict.fromkeys(window, 0.0)
             n_window = 0
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-            _checkpoint(ckpt_path, cfg, step, G, G_ema, D, opt_g, opt_d, history, gen)
+            _checkpoint(ckpt_path, cfg, step, G, G_ema, D, opt_g, opt_d, history, gen, scaler)
+            loss_curves(history, out_dir / "gan_losses.png")
         if on_sample is not None and (step % cfg.sample_every == 0 or step == cfg.steps):
             on_sample(step, G_ema)
 
     # 5. The EMA generator is the result.
     if start >= cfg.steps:
         log.info("checkpoint already at step %d >= %d; nothing to train", start, cfg.steps)
-    return GanResult(G_ema.eval(), cfg, max(start, cfg.steps), history)
+    return GanResult(G_ema.eval().cpu(), cfg, max(start, cfg.steps), history)
+
+
+def _progress(steps: range, start: int, total: int, show: bool) -> Any:
+    if not show:
+        return steps
+    from tqdm import tqdm
+
+    return tqdm(steps, initial=start, total=total, desc="gan", unit="step", dynamic_ncols=True)
+
+
+def loss_curves(history: list[dict[str, float]], path: Path) -> Path | None:
+    """D and G hinge losses, diversity and D's mean scores against the step (from the logged history)."""
+    if not history:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [r["step"] for r in history]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.5))
+    for key, label in (("d", "D hinge"), ("g", "G adversarial"), ("ms", "mode seeking")):
+        ax1.plot(steps, [r[key] for r in history], label=label)
+    for key, label in (("real", "D(real)"), ("fake", "D(fake)")):
+        ax2.plot(steps, [r[key] for r in history], label=label)
+    for ax in (ax1, ax2):
+        ax.set_xlabel("step")
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
 
 
 def save_gan_outputs(result: GanResult, out_dir: Path) -> Path:
@@ -291,12 +384,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="align.pt, or art_space.pt for conditions from artworks only, from `synesthesia-train align` "
         "(default: OUT/../align/align.pt, else OUT/../align/art_space.pt)",
     )
-    parser.add_argument("--resolution", type=int, default=128, help="64..256, power of two (default 128)")
-    parser.add_argument("--base-channels", type=int, default=8, help="generator channels at full resolution")
-    parser.add_argument("--d-channels", type=int, default=16, help="discriminator channels at full resolution")
+    parser.add_argument(
+        "--recipe",
+        choices=sorted(RECIPES),
+        default=None,
+        help="documented preset (RECIPES): cpu = v2 256 px for two cores; gpu = wider, batch 64, --device cuda, "
+        "mixed precision; explicit flags override it",
+    )
+    parser.add_argument("--resolution", type=int, default=None, help="32..512, power of two (default 128)")
+    parser.add_argument("--arch", choices=("v1", "v2"), default=None, help="generator architecture (default v2)")
+    parser.add_argument("--upsample", choices=("nearest", "bilinear", "blur"), default=None, help="v2 (default blur)")
+    parser.add_argument("--no-noise", action="store_true", help="v2: no per-pixel noise inputs")
+    parser.add_argument("--no-sle", action="store_true", help="v2: no skip-layer excitation")
+    parser.add_argument("--min-channels", type=int, default=None, help="v2: width floor at high resolution")
+    parser.add_argument("--base-channels", type=int, default=None, help="generator channels at full resolution (8)")
+    parser.add_argument("--d-channels", type=int, default=None, help="discriminator channels at full resolution (16)")
     parser.add_argument("--z-dim", type=int, default=64)
-    parser.add_argument("--steps", type=int, default=GanConfig.model_fields["steps"].default)
-    parser.add_argument("--batch-size", type=int, default=GanConfig.model_fields["batch_size"].default)
+    parser.add_argument("--steps", type=int, default=None, help=f"default {GanConfig.model_fields['steps'].default}")
+    parser.add_argument("--batch-size", type=int, default=None, help="default 32")
+    parser.add_argument("--device", default=None, help="cpu (default) or cuda")
+    parser.add_argument("--amp", action="store_true", default=None, help="mixed precision on CUDA")
+    parser.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
     parser.add_argument("--d-steps", type=int, default=2, help="discriminator updates per generator update")
     parser.add_argument("--lr-g", type=float, default=2e-4)
     parser.add_argument("--lr-d", type=float, default=4e-4)
@@ -333,10 +441,30 @@ def parse_policy(text: str) -> tuple[DiffAugPolicy, ...]:
         raise SystemExit(f"--augment: {exc}; choose from {', '.join(a.value for a in DiffAugPolicy)}") from exc
 
 
+# what each flag means when neither it nor a recipe sets it
+FLAG_DEFAULTS: dict[str, Any] = {
+    "resolution": 128, "arch": "v2", "upsample": "blur", "min_channels": 0, "base_channels": 8, "d_channels": 16,
+    "steps": GanConfig.model_fields["steps"].default, "batch_size": GanConfig.model_fields["batch_size"].default,
+    "device": "cpu", "amp": False,
+}  # fmt: skip
+
+
+def apply_recipe(args: argparse.Namespace) -> argparse.Namespace:
+    """Fill flags left unset from `--recipe` (if any), then from FLAG_DEFAULTS."""
+    preset = RECIPES.get(getattr(args, "recipe", None) or "", {})
+    for key, default in FLAG_DEFAULTS.items():
+        if getattr(args, key, None) is None:
+            setattr(args, key, preset.get(key, default))
+    return args
+
+
 def gan_config_from_args(args: argparse.Namespace, cond_dim: int) -> GanConfig:
+    apply_recipe(args)
     return GanConfig(
         generator=GeneratorConfig(
-            resolution=args.resolution, z_dim=args.z_dim, cond_dim=cond_dim, base_channels=args.base_channels
+            resolution=args.resolution, z_dim=args.z_dim, cond_dim=cond_dim, base_channels=args.base_channels,
+            arch=args.arch, upsample=args.upsample, noise=not args.no_noise, sle=not args.no_sle,
+            min_channels=args.min_channels,
         ),
         discriminator=DiscriminatorConfig(resolution=args.resolution, cond_dim=cond_dim, base_channels=args.d_channels),
         steps=args.steps,
@@ -352,7 +480,8 @@ def gan_config_from_args(args: argparse.Namespace, cond_dim: int) -> GanConfig:
         checkpoint_every=args.checkpoint_every,
         sample_every=args.sample_every,
         seed=args.seed,
-    )
+        amp=bool(args.amp),
+    )  # fmt: skip
 
 
 def resolve_alignment(path: Path | None, out: Path) -> Path:
@@ -405,7 +534,10 @@ def run(args: argparse.Namespace) -> int:
     def on_sample(step: int, G_ema: Generator) -> None:
         art_eval.emotion_grid(G_ema, bank, data.art_train.classes, out / f"samples_{step:06d}.png", seed=0)
 
-    result = train_gan(data.art_train, bank, cfg, out, resume=args.resume, on_sample=on_sample)
+    result = train_gan(
+        data.art_train, bank, cfg, out, resume=args.resume, on_sample=on_sample, device=args.device,
+        progress=not args.no_progress,
+    )  # fmt: skip
     save_gan_outputs(result, out)
     if not args.no_eval:
         report = art_eval.evaluate_generator(
