@@ -21,6 +21,7 @@ class Component(StrEnum):
 
     AUDIO = "audio"  # features -> logits, va, embedding, shared
     GENERATOR = "generator"  # z, c -> image
+    UPSAMPLER = "upsampler"  # image [B, 3, R, R] -> [B, 3, sR, sR] (optional, manifest key `upsampler`)
 
 
 class Runner(ABC):
@@ -58,6 +59,9 @@ def example_inputs(component: Component, bundle_manifest, batch: int = 1) -> tup
         n_frames = 1 + round(audio.window_s * audio.sample_rate) // audio.hop_length
         return (rng.standard_normal((batch, 1, audio.n_mels, n_frames), dtype=np.float32),)
     gen = bundle_manifest.generator
+    if component is Component.UPSAMPLER:
+        r = gen.resolution
+        return (np.tanh(rng.standard_normal((batch, 3, r, r), dtype=np.float32)),)
     c = rng.standard_normal((batch, bundle_manifest.shared_dim), dtype=np.float32)
     c /= np.linalg.norm(c, axis=1, keepdims=True)
     return rng.standard_normal((batch, gen.z_dim), dtype=np.float32), c

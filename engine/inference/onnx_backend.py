@@ -13,6 +13,10 @@ from engine.models.bundle import Bundle
 def onnx_file(bundle: Bundle, component: Component) -> str:
     if component is Component.AUDIO:
         return str(bundle.file(bundle.manifest.encoder.onnx))
+    if component is Component.UPSAMPLER:
+        if bundle.manifest.upsampler is None:
+            raise BundleError(f"{bundle.path}: the bundle has no up-sampler (key 'upsampler')")
+        return str(bundle.file(bundle.manifest.upsampler.onnx))
     if bundle.manifest.generator is None:
         raise BundleError(f"{bundle.path}: the bundle has no generator (key 'generator')")
     return str(bundle.file(bundle.manifest.generator.onnx))

@@ -8,7 +8,7 @@ import torch
 from engine.errors import BundleError
 from engine.inference.base import BackendKind, Component, Runner
 from engine.models.bundle import Bundle
-from engine.models.checkpoint import load_audio_model, load_generator
+from engine.models.checkpoint import load_audio_model, load_generator, load_upsampler
 
 
 def load_module(bundle: Bundle, component: Component) -> torch.nn.Module:
@@ -17,6 +17,11 @@ def load_module(bundle: Bundle, component: Component) -> torch.nn.Module:
         if not name:
             raise BundleError(f"{bundle.path}: no torch checkpoint for the encoder (key 'encoder.torch')")
         return load_audio_model(bundle.file(name))
+    if component is Component.UPSAMPLER:
+        up = bundle.manifest.upsampler
+        if up is None or not up.torch:
+            raise BundleError(f"{bundle.path}: no torch checkpoint for the up-sampler (key 'upsampler.torch')")
+        return load_upsampler(bundle.file(up.torch))
     gen = bundle.manifest.generator
     if gen is None or not gen.torch:
         raise BundleError(f"{bundle.path}: no torch checkpoint for the generator (key 'generator.torch')")

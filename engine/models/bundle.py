@@ -22,6 +22,7 @@ from engine.audio.frontend import FrontEndConfig
 from engine.errors import BundleError
 from engine.models.encoders import EncoderConfig
 from engine.models.generator import GeneratorConfig
+from engine.models.upsampler import UpsamplerConfig
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -55,6 +56,17 @@ class GeneratorSection(BaseModel):
     config: GeneratorConfig
 
 
+class UpsamplerSection(BaseModel):
+    """Optional learned display up-sampler: generator frames [B, 3, R, R] -> [B, 3, factor*R, factor*R]."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    factor: int
+    onnx: str
+    torch: str | None = None
+    config: UpsamplerConfig
+
+
 class ArtIndexSection(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
@@ -76,6 +88,7 @@ class Manifest(BaseModel):
     shared_dim: int = Field(gt=0)
     generator: GeneratorSection | None = None
     art_index: ArtIndexSection | None = None
+    upsampler: UpsamplerSection | None = None
     tensorrt: dict[str, str] = Field(default_factory=dict, description="cache key -> engine file")
     files: dict[str, str]
     metrics: dict[str, Any]
@@ -165,6 +178,8 @@ def verify_files(path: Path, manifest: Manifest) -> None:
         referenced += [manifest.generator.onnx, manifest.generator.torch]
     if manifest.art_index is not None:
         referenced.append(manifest.art_index.file)
+    if manifest.upsampler is not None:
+        referenced += [manifest.upsampler.onnx, manifest.upsampler.torch]
     referenced += list(manifest.tensorrt.values())
     for name in filter(None, referenced):
         if name not in manifest.files:

@@ -17,6 +17,7 @@ from engine.errors import BundleError
 from engine.models.encoders import EncoderConfig, build_encoder
 from engine.models.generator import Generator, GeneratorConfig
 from engine.models.heads import AudioModel, ProjectionHead
+from engine.models.upsampler import Upsampler, UpsamplerConfig
 
 
 def save_checkpoint(payload: dict[str, Any], path: str | Path) -> None:
@@ -96,6 +97,25 @@ def load_generator(path: str | Path) -> Generator:
     ckpt = _load(path)
     try:
         model = Generator(GeneratorConfig.model_validate(ckpt["config"]))
+        model.load_state_dict(ckpt["state_dict"])
+    except (KeyError, RuntimeError, ValueError) as exc:
+        raise BundleError(f"{path}: checkpoint does not match its config ({exc})") from exc
+    return model.eval()
+
+
+def save_upsampler(model: Upsampler, path: str | Path, extra: dict[str, Any] | None = None) -> None:
+    save_checkpoint(
+        {"kind": "upsampler", "config": model.config.model_dump(mode="json"), "state_dict": model.state_dict()}
+        | (extra or {}),
+        path,
+    )
+
+
+def load_upsampler(path: str | Path) -> Upsampler:
+    path = Path(path)
+    ckpt = _load(path)
+    try:
+        model = Upsampler(UpsamplerConfig.model_validate(ckpt["config"]))
         model.load_state_dict(ckpt["state_dict"])
     except (KeyError, RuntimeError, ValueError) as exc:
         raise BundleError(f"{path}: checkpoint does not match its config ({exc})") from exc

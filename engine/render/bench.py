@@ -57,9 +57,10 @@ def _loop(
     gen = bundle.manifest.generator
     settings = RenderSettings(headless=True, width=width, height=height, fps=fps, trails=0.1)
     space = ConditionSpace.from_bundle(bundle)
-    args = (runner, gen.resolution, gen.z_dim, bundle.manifest.shared_dim, fps)
+    res = getattr(runner, "resolution", gen.resolution)  # a FrameRunner's frames may be up-sampled
+    args = (runner, res, gen.z_dim, bundle.manifest.shared_dim, fps)
     step = GeneratorThread(*args) if mode == "thread" else GeneratorStep(*args, adapt=mode == "inline")
-    painter = FramePainter(gen.resolution, (width, height), bundle.classes, PostSettings(trails=0.1))
+    painter = FramePainter(res, (width, height), bundle.classes, PostSettings(trails=0.1))
     loop = RenderLoop(
         settings,
         LatentWalk(space, gen.z_dim),

@@ -356,6 +356,7 @@ def build_render_loop(
     """Open the bundle's generator on the configured backend and assemble the stages."""
     from engine.errors import BundleError
     from engine.inference.base import Component
+    from engine.inference.chain import frame_runner
     from engine.inference.select import open_runner
 
     gen = bundle.manifest.generator
@@ -365,16 +366,17 @@ def build_render_loop(
     device = r.device.value
 
     def reopen() -> Runner:
-        return open_runner(bundle, Component.GENERATOR, r.backend, device).runner
+        return frame_runner(bundle, open_runner(bundle, Component.GENERATOR, r.backend, device).runner, r.backend)
 
     selection = open_runner(bundle, Component.GENERATOR, r.backend, device)
     log.info("render: %s", selection.message)
+    runner = frame_runner(bundle, selection.runner, r.backend)  # + the learned up-sampler, if the bundle has one
     space = ConditionSpace.from_bundle(bundle)
     walk = LatentWalk(space, gen.z_dim, r.condition_tau_s, seed=r.seed)
-    mode = choose_generator_mode(r, selection.runner, bundle.manifest)
-    args = (selection.runner, gen.resolution, gen.z_dim, bundle.manifest.shared_dim, r.fps)
+    mode = choose_generator_mode(r, runner, bundle.manifest)
+    args = (runner, runner.resolution, gen.z_dim, bundle.manifest.shared_dim, r.fps)
     step = GeneratorThread(*args) if mode is GeneratorMode.THREAD else GeneratorStep(*args)
-    painter = FramePainter(gen.resolution, sink.size, bundle.classes, PostSettings(trails=r.trails, grade=r.grade))
+    painter = FramePainter(runner.resolution, sink.size, bundle.classes, PostSettings(trails=r.trails, grade=r.grade))
     return RenderLoop(
         r,
         walk,
@@ -384,7 +386,7 @@ def build_render_loop(
         controls,
         emotion=emotion,
         features=features,
-        backend=selection.runner.describe(),
+        backend=runner.describe(),
         supervise=cfg.kiosk.enabled,
         restart_limit=cfg.kiosk.restart_limit,
         reopen_generator=reopen,

@@ -21,10 +21,11 @@ from engine.audio.frontend import FrontEndConfig
 from engine.errors import SynesthesiaError
 from engine.inference.base import Component, example_inputs
 from engine.models.bundle import MANIFEST, Manifest, load_bundle, write_manifest
-from engine.models.checkpoint import load_audio_model, save_audio_model, save_generator
+from engine.models.checkpoint import load_audio_model, save_audio_model, save_generator, save_upsampler
 from engine.models.encoders import count_parameters
 from engine.models.generator import Generator
 from engine.models.heads import AudioModel
+from engine.models.upsampler import Upsampler
 from trainer.audio.loop import checkpoint_info
 
 log = logging.getLogger("synesthesia.export")
@@ -89,6 +90,7 @@ def write_bundle(
     mel_mean: Sequence[float] | np.ndarray,
     mel_std: Sequence[float] | np.ndarray,
     generator: Generator | None = None,
+    upsampler: Upsampler | None = None,
     art_index: dict[str, np.ndarray] | None = None,
     metrics: dict[str, Any] | None = None,
     data: dict[str, Any] | None = None,
@@ -151,6 +153,8 @@ def write_bundle(
             "config": gcfg.model_dump(mode="json"),
             "parameters": count_parameters(generator),
         }
+    if generator is not None and upsampler is not None:
+        parity["upsampler"], manifest["upsampler"] = export_upsampler(upsampler, out, generator.config.resolution)
     if art_index is not None:
         with atomic_path(out / "art_index.npz", suffix=".npz") as tmp:
             np.savez_compressed(tmp, **art_index)
@@ -161,6 +165,21 @@ def write_bundle(
         shutil.copyfile(src, dst)
     manifest["metrics"].setdefault("export_parity_max_abs", parity)
     return write_manifest(out, manifest)
+
+
+def export_upsampler(upsampler: Upsampler, out: Path, resolution: int) -> tuple[float, dict[str, Any]]:
+    """upsampler.pt + upsampler.onnx (parity-checked) into a bundle directory; returns (parity, manifest key)."""
+    save_upsampler(upsampler, out / "upsampler.pt")
+    example = [torch.zeros(1, 3, resolution, resolution)]
+    err = export_onnx(upsampler, example, out / "upsampler.onnx", Upsampler.input_names, Upsampler.output_names)
+    section = {
+        "factor": upsampler.config.factor,
+        "onnx": "upsampler.onnx",
+        "torch": "upsampler.pt",
+        "config": upsampler.config.model_dump(mode="json"),
+        "parameters": count_parameters(upsampler),
+    }
+    return err, section
 
 
 # -- `synesthesia-train export` -----------------------------------------------------------------------------
