@@ -130,7 +130,9 @@ def procedural_art(
 ) -> ArtImages:
     """Render the procedural corpus (trainer.art.painter.ArtCorpus); different seeds give disjoint artworks."""
 
-    cache = _cache_path(cache_dir, f"procedural|{','.join(classes)}|{n_per_class}|{size}|{seed}|v1")
+    cache = _cache_path(
+        cache_dir, f"procedural|{','.join(classes)}|{n_per_class}|{size}|{seed}|{'v1' if size <= 128 else 'v2'}"
+    )
     cached = _load_cached(cache, classes)
     if cached is not None:
         return cached

@@ -237,6 +237,11 @@ def _noise(rng: np.random.Generator, size: int, cells: tuple[int, int]) -> np.nd
     return np.asarray(img, dtype=np.float32)
 
 
+def _scaled(cells: int, size: int) -> int:
+    """A lattice of `cells` at 128 px, as many more as keep its cell size in pixels at `size`."""
+    return max(cells, cells * size // 128)
+
+
 def _smoothstep(x: np.ndarray) -> np.ndarray:
     x = np.clip(x, 0.0, 1.0)
     return x * x * (3.0 - 2.0 * x)
@@ -320,6 +325,10 @@ def _style_colour_field(p: VisualParams, pal: _Palette, rng: np.random.Generator
     edge_high = [_noise(rng, size, (24, 24)) - 0.5 for _ in range(2)]
     streaks = _noise(rng, size, (3, 40))
     img = _ground(p, pal, rng, size, ground_t)
+    if size > 128:  # finer edge wobble and washes, at a fixed pixel scale (drawn last: 128 px is unchanged)
+        fine = [_noise(rng, size, (_scaled(24, size),) * 2) - 0.5 for _ in range(2)]
+        edge_high = [0.6 * e + 0.4 * f for e, f in zip(edge_high, fine, strict=True)]
+        streaks = 0.6 * streaks + 0.4 * _noise(rng, size, (3, _scaled(40, size)))
 
     tilt = math.radians(tilt_sign * 9.0 * p.angularity**1.5)
     xr = x * math.cos(tilt) - y * math.sin(tilt)
@@ -383,7 +392,10 @@ def _style_strokes(p: VisualParams, pal: _Palette, rng: np.random.Generator, siz
     alpha = visible * (0.55 + 0.4 * p.energy)
     # A main stroke and two thinner streaks inside it: the bristle texture of a loaded brush.
     layers = []
-    for off, dt, wscale in ((0.0, 0.0, 1.0), (0.22, 0.07, 0.35), (-0.22, -0.07, 0.35)):
+    bristles = [(0.0, 0.0, 1.0), (0.22, 0.07, 0.35), (-0.22, -0.07, 0.35)]
+    if size > 128:  # more, finer bristles where there are pixels for them
+        bristles += [(0.40, 0.04, 0.12), (-0.40, -0.04, 0.12), (0.08, 0.10, 0.08), (-0.10, -0.10, 0.08)]
+    for off, dt, wscale in bristles:
         q = pts + off * width[..., None] * nrm[:, None]
         layers.append((_ribbons(q, width * wscale / 2.0, s2), _rgba(pal(col_t + dt), alpha)))
     for i in np.flatnonzero(visible > 0.0):
@@ -467,6 +479,8 @@ def _style_flow(p: VisualParams, pal: _Palette, rng: np.random.Generator, size: 
     offset = float(rng.uniform(0, 10))
     band_t = rng.random(64).astype(np.float32)
     theta = math.radians(p.slant + float(rng.uniform(-10, 10)))
+    if size > 128:  # a finer octave of the marbling's irregularity (drawn last: 128 px is unchanged)
+        fine = (fine + 0.7 * (_noise(rng, size, (_scaled(10, size),) * 2) - 0.5)) / 1.22
     along = x * math.cos(theta) - y * math.sin(theta)
     across = -x * math.sin(theta) - y * math.cos(theta)  # "up" on screen is positive
     s = np.pi * k * (along + 0.35 * warp[0]) + phase
@@ -489,8 +503,10 @@ def _style_texture(p: VisualParams, pal: _Palette, rng: np.random.Generator, siz
     """Fractal noise: soft horizontal strata when calm, rough creased grain when aroused and angular."""
     octaves = [_noise(rng, size, (c, c)) for c in (3, 6, 12, 24, 48)]
     strata = _noise(rng, size, (3, 18))  # horizontal layering: few cells across, many down
+    if size > 128:  # one more octave per doubling of the canvas (drawn last: 128 px is unchanged)
+        octaves += [_noise(rng, size, (c, c)) for c in (96, 192) if c <= _scaled(48, size)]
     persistence = 0.35 + 0.4 * p.energy
-    weights = persistence ** np.arange(5)
+    weights = persistence ** np.arange(len(octaves))
     fbm = sum(w * o for w, o in zip(weights, octaves, strict=True)) / weights.sum()
     field = (1.0 - 0.6 * (1.0 - p.energy)) * _standardise(fbm) + 0.6 * (1.0 - p.energy) * _standardise(strata)
     field = _standardise(field)
