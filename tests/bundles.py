@@ -10,6 +10,7 @@ import torch
 from engine.audio.frontend import FrontEndConfig
 from engine.models.checkpoint import audio_model_from_config
 from engine.models.generator import Generator, GeneratorConfig
+from engine.models.upsampler import Upsampler, UpsamplerConfig
 from trainer.art.encoder import ArtEncoder, ImageEncoderConfig, save_art_encoder
 from trainer.bundle.export import write_bundle
 
@@ -24,15 +25,20 @@ def make_bundle(
     seed: int = 0,
     lively: bool = False,
     art_encoder: bool = False,
+    generator_arch: str = "v1",
+    upsampler: bool = False,
 ) -> Path:
     """`lively`: scale the generator's z weights (x8) and output layer (x4) so that frames have contrast and
     visibly follow z (a plain random generator paints nearly flat, z-insensitive images). `art_encoder` (with
-    `generator`): add a small random art_encoder.pt, so the bundle has a complete art half to evaluate."""
+    `generator`): add a small random art_encoder.pt, so the bundle has a complete art half to evaluate.
+    `generator_arch` picks the generator architecture; `upsampler` (with `generator`) adds a random x2
+    up-sampler (its last layer perturbed, so it differs from plain bilinear)."""
     torch.manual_seed(seed)
     audio_model = audio_model_from_config({"arch": arch, "width": 8, "embedding_dim": 32, "rnn_hidden": 32}, 128)
     gen = None
     if generator:
-        gen = Generator(GeneratorConfig(resolution=resolution, z_dim=16, base_channels=4, max_channels=64))
+        gcfg = GeneratorConfig(resolution=resolution, z_dim=16, base_channels=4, max_channels=64, arch=generator_arch)
+        gen = Generator(gcfg)
         if lively:
             with torch.no_grad():
                 gen.fc.weight[:, :16] *= 8.0
@@ -53,6 +59,12 @@ def make_bundle(
             "ids": np.array([f"art-{i:03d}" for i in range(12)]),
             "thumbnails": rng.integers(0, 255, (12, 16, 16, 3), dtype=np.uint8),
         }
+    up = None
+    if generator and upsampler:
+        up = Upsampler(UpsamplerConfig(factor=2, channels=(8, 6)))
+        with torch.no_grad():
+            up.to_sub.weight.normal_(0.0, 0.05)
+        up.eval()
     extra_files: dict[str, Path] = {}
     if generator and art_encoder:
         enc = ArtEncoder(ImageEncoderConfig(input_size=32, width=4, stages=2, feature_dim=16, projection_hidden=32))
@@ -67,6 +79,7 @@ def make_bundle(
         mel_mean=np.full(128, -40.0),
         mel_std=np.full(128, 20.0),
         generator=gen,
+        upsampler=up,
         art_index=index,
         metrics={"note": "random weights, for tests"},
         data={"corpora": [], "split": "none"},
