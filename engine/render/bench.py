@@ -243,6 +243,9 @@ def render_rows(
         if runner.kind.value != kind or runner.device != device:  # open_runner fell back: not this backend
             rows[label] = {"error": f"unavailable ({'; '.join(selection.failures.values())})"}
             continue
+        from engine.inference.chain import frame_runner
+
+        runner = frame_runner(bundle, runner, kind)  # with the bundle's up-sampler, as the engine renders
         log.info("bench render %s", label)
         rows[label] = bench_render(bundle, runner, seconds, width, height, fps)
         # free the backend (and its thread pool) before timing the next: pools that spin while idle would
