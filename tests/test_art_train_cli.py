@@ -95,10 +95,12 @@ def test_gan_on_art_space_alone(workdir: Path) -> None:
 
 
 def test_art_half_in_a_bundle_and_evaluate(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from engine.models.upsampler import UpsamplerConfig
     from trainer.art.encoder import ImageEncoderConfig
     from trainer.bundle.art_default import ArtHalfConfig, add_art_half_to_bundle, build_art_half
     from trainer.gan.model import DiscriminatorConfig
     from trainer.gan.train import GanConfig
+    from trainer.gan.upsampler import UpsamplerTrainConfig
     from trainer.space.align import AlignConfig, ArtSpaceConfig, AudioAlignConfig
     from trainer.space.data import load_audio_bundle, speaker_split, synthetic_audio
 
@@ -120,6 +122,9 @@ def test_art_half_in_a_bundle_and_evaluate(workdir: Path, capsys: pytest.Capture
             generator=GeneratorConfig(resolution=32, z_dim=8, base_channels=4, max_channels=32),
             discriminator=DiscriminatorConfig(resolution=32, base_channels=4), steps=2, batch_size=4,
         ),
+        upsampler=UpsamplerTrainConfig(upsampler=UpsamplerConfig(factor=2, channels=(4,)), generator_resolution=32,
+                                       steps=2, batch_size=2, crop=8),
+        upsampler_per_class=1,
     )  # fmt: skip
     half = build_art_half(ab.audio_model, audio.subset(tr), {"synth": audio.subset(va)}, workdir / "runs", cfg)
     add_art_half_to_bundle(bundle, half)
@@ -133,6 +138,8 @@ def test_art_half_in_a_bundle_and_evaluate(workdir: Path, capsys: pytest.Capture
     for key in ("retrieval", "emotion_consistency", "diversity", "frechet_distance", "latent_smoothness"):
         assert "command" in art[key], key
     assert "art_encoder.pt" in m.files and "figures/art/grid_emotions.png" in m.files
+    assert m.upsampler is not None and m.upsampler.factor == 2 and "upsampler.onnx" in m.files
+    assert {"sharpness", "grid_peak", "random_features"} <= set(art["quality"])
     assert m.license == "test only"  # kept from the audio-only bundle
 
     args = ["--cache", str(workdir / "cache"), *TINY_DATA]

@@ -28,16 +28,19 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from engine.errors import ConfigError
 from engine.models.bundle import MANIFEST, Manifest, load_bundle
-from engine.models.checkpoint import load_checkpoint, load_generator
+from engine.models.checkpoint import load_checkpoint, load_generator, load_upsampler, save_upsampler
 from engine.models.generator import Generator, GeneratorConfig
 from engine.models.heads import AudioModel
+from engine.models.upsampler import Upsampler, UpsamplerConfig
 from trainer.art.encoder import ArtEncoder, load_art_encoder, save_art_encoder
-from trainer.art.images import ArtImages
+from trainer.art.images import ArtImages, procedural_art
 from trainer.bundle import speed
 from trainer.bundle.export import TensorRTMode, compile_tensorrt, write_bundle
 from trainer.gan import evaluate as art_eval
+from trainer.gan import quality
 from trainer.gan.model import ConditionBank, DiscriminatorConfig, condition_bank
 from trainer.gan.train import GanConfig, ema_generator_from_checkpoint, load_gan_checkpoint, save_gan_outputs, train_gan
+from trainer.gan.upsampler import UpsamplerTrainConfig, train_upsampler
 from trainer.space.align import (
     AlignConfig,
     ArtSpace,
@@ -64,13 +67,26 @@ from trainer.space.data import (
 
 log = logging.getLogger("synesthesia.art_default")
 
-# The GAN of the default bundle, sized for two CPU cores: 128 px (the default resolution; the engine scales
-# frames to the display), generator widths 8 at full resolution, discriminator 16, batch 16, two D updates
-# per G update, 1600 steps (~50 min on two idle cores).
-DEFAULT_GAN = GanConfig(
+# The GAN of the shipped bundle (v1, 128 px, 1600 steps), kept for reference and for `--art-from`-style reuse.
+SHIPPED_GAN = GanConfig(
     generator=GeneratorConfig(resolution=128, z_dim=64, cond_dim=128, base_channels=8),
     discriminator=DiscriminatorConfig(resolution=128, cond_dim=128, base_channels=16),
     steps=1600,
+    batch_size=16,
+    ema_decay=0.995,
+    ema_start=200,
+    audio_fraction=0.0,
+    checkpoint_every=200,
+    sample_every=400,
+)
+
+# The GAN the default recipe trains now (issue 11): generator v2 (anti-aliased resize-then-conv, noise
+# inputs, skip-layer excitation) at 256 px, widths 8 at full resolution, discriminator 16, batch 16, two D
+# updates per G update, 4000 steps -- `--recipe cpu` of `synesthesia-train gan` (docs/art_training.md §3).
+DEFAULT_GAN = GanConfig(
+    generator=GeneratorConfig(resolution=256, z_dim=64, cond_dim=128, base_channels=8, arch="v2"),
+    discriminator=DiscriminatorConfig(resolution=256, cond_dim=128, base_channels=16),
+    steps=4000,
     batch_size=16,
     ema_decay=0.995,
     ema_start=200,
@@ -83,9 +99,12 @@ DEFAULT_GAN = GanConfig(
 # reproduce the default bundle's runs under runs/default; --evaluate recomputes the metrics of a bundle).
 ART_SPACE_COMMAND = "synesthesia-train align --art-only --out runs/default/align"
 GAN_COMMAND = (
-    "synesthesia-train gan --out runs/default/gan --align runs/default/align/art_space.pt --resolution 128 "
-    "--batch-size 16 --steps 1600 --ema-decay 0.995 --audio-fraction 0 --checkpoint-every 200 --sample-every 400"
+    "synesthesia-train gan --recipe cpu --out runs/default/gan --align runs/default/align/art_space.pt "
+    "--ema-decay 0.995 --audio-fraction 0 --checkpoint-every 200 --sample-every 400"
 )
+# The display up-sampler the default recipe trains (x2 on the generator's 256 px frames).
+DEFAULT_UPSAMPLER = UpsamplerTrainConfig(upsampler=UpsamplerConfig(factor=2), generator_resolution=256, steps=1500)
+UPSAMPLER_COMMAND = "synesthesia-train upsampler --out runs/default/upsampler --factor 2 --generator-resolution 256"
 
 
 class ArtHalfConfig(BaseModel):
@@ -93,13 +112,15 @@ class ArtHalfConfig(BaseModel):
 
     art_per_class: int = Field(400, ge=1)
     art_val_per_class: int = Field(100, ge=1)
-    art_size: int = Field(128, ge=16)
+    art_size: int = Field(256, ge=16, description="corpus size: at least the generator's (never upsampled)")
     art_seed: int = 0
     index_per_class: int = Field(64, ge=1, description="artworks per emotion in the bundle's art index")
     thumbnail: int = Field(32, ge=8)
     eval_per_class: int = Field(200, ge=2, description="generated images per emotion for the metrics")
     align: AlignConfig = AlignConfig()
     gan: GanConfig = DEFAULT_GAN
+    upsampler: UpsamplerTrainConfig | None = Field(DEFAULT_UPSAMPLER, description="None: no display up-sampler")
+    upsampler_per_class: int = Field(60, ge=1, description="artworks per emotion rendered for the up-sampler")
 
 
 @dataclass
@@ -112,6 +133,7 @@ class ArtHalf:
     metrics: dict[str, Any]
     data: dict[str, Any]
     extra_files: dict[str, Path] = field(default_factory=dict)
+    upsampler: Upsampler | None = None  # optional display up-sampler (bundle key `upsampler`)
 
 
 @dataclass
@@ -124,6 +146,7 @@ class ArtSource:
     generator: Generator
     art_space_metrics: dict[str, Any]
     gan_data: dict[str, Any]
+    upsampler: Upsampler | None = None  # the bundle's display up-sampler, if it has one
 
 
 def load_art_source(bundle_dir: Path) -> ArtSource:
@@ -141,7 +164,9 @@ def load_art_source(bundle_dir: Path) -> ArtSource:
     art = raw.get("metrics", {}).get("art", {})
     space_metrics = {k: v for k, v in art.get("art_space", {}).items() if k != "command"}
     gan_data = {**raw.get("data", {}).get("gan", {}), "reused_from": str(bundle_dir)}
-    return ArtSource(Path(bundle_dir), encoder, va_head, generator.eval(), space_metrics, gan_data)
+    up = bundle.manifest.upsampler
+    upsampler = load_upsampler(Path(bundle_dir) / up.torch) if up is not None and up.torch else None
+    return ArtSource(Path(bundle_dir), encoder, va_head, generator.eval(), space_metrics, gan_data, upsampler)
 
 
 def fit_va_readout(art_encoder: ArtEncoder, art: ArtImages) -> torch.nn.Linear:
@@ -238,6 +263,14 @@ def build_art_half(
         generator = result.generator
     timings["gan_s"] = round(time.perf_counter() - t0, 1)
 
+    res = generator.config.resolution
+    # 3b. The display up-sampler (seconds to minutes): reused when its checkpoint matches the config.
+    upsampler = art_source.upsampler if art_source is not None else None
+    if art_source is None and cfg.upsampler is not None and cfg.upsampler.generator_resolution == res:
+        t0 = time.perf_counter()
+        upsampler = _upsampler_stage(cfg, classes, runs, reuse)
+        timings["upsampler_s"] = round(time.perf_counter() - t0, 1)
+
     # 4. Audio into the art space (stage 2): seconds, always re-run for the given encoder.
     t0 = time.perf_counter()
     all_val = concat_audio(list(audio_val.values()))
@@ -276,6 +309,15 @@ def build_art_half(
     index = build_art_index(space.art_encoder, art_train.per_class(cfg.index_per_class), cfg.thumbnail)
 
     metrics = art_metrics(retrieval, report, space.metrics, timings, evaluate_flags)
+    # 5b. Sharpness, grid peaks, random-feature FD and precision/recall (trainer.gan.quality)
+    corpus_display = None  # the display path's reference: the corpus rendered at the up-sampled size
+    if upsampler is not None:
+        size = res * upsampler.config.factor
+        corpus_display = procedural_art(classes, 2, size=size, seed=cfg.art_seed + VAL_ART_SEED_OFFSET).images
+    corpus = quality.to_uint8_hwc(art_val.tensor(res))
+    metrics["quality"] = quality.quality_report(generator, bank.art, corpus, upsampler, corpus_display)
+    if upsampler is not None:
+        metrics["upsampler"] = {"config": upsampler.config.model_dump(mode="json"), "command": UPSAMPLER_COMMAND}
     data = {
         "art": {
             "corpus": "procedural (trainer.art.painter)",
@@ -294,7 +336,23 @@ def build_art_half(
     for png in sorted(figures.glob("*.png")):
         extra[f"figures/art/{png.name}"] = png
     (runs / "art_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
-    return ArtHalf(aligned.audio_model, generator, index, metrics, data, extra)
+    return ArtHalf(aligned.audio_model, generator, index, metrics, data, extra, upsampler)
+
+
+def _upsampler_stage(cfg: ArtHalfConfig, classes: list[str], runs: Path, reuse: bool) -> Upsampler:
+    """Train the display up-sampler on the procedural corpus at generator resolution x factor (or reuse it)."""
+    assert cfg.upsampler is not None
+    path = runs / "upsampler" / "upsampler.pt"
+    if reuse and path.is_file():
+        ckpt = load_checkpoint(path, "upsampler")
+        if ckpt.get("train_config") == cfg.upsampler.model_dump(mode="json"):
+            log.info("reusing the up-sampler in %s", path)
+            return load_upsampler(path)
+    size = cfg.upsampler.generator_resolution * cfg.upsampler.upsampler.factor
+    art = procedural_art(classes, cfg.upsampler_per_class, size=size, seed=cfg.art_seed, cache_dir=runs / "cache")
+    model, _ = train_upsampler(art.images, cfg.upsampler)
+    save_upsampler(model, path, extra={"train_config": cfg.upsampler.model_dump(mode="json")})
+    return model
 
 
 def _brief(m: dict[str, Any]) -> dict[str, Any]:
@@ -360,6 +418,7 @@ def add_art_half_to_bundle(bundle_dir: Path, half: ArtHalf) -> Manifest:
 
     raw = json.loads((bundle_dir / MANIFEST).read_text(encoding="utf-8"))
     core = {"audio_model.pt", "audio_model.onnx", "generator.pt", "generator.onnx", "art_index.npz"}
+    core |= {"upsampler.pt", "upsampler.onnx"}
     keep = [f for f in raw["files"] if f not in core and f not in half.extra_files and not f.startswith("tensorrt/")]
 
     ab = load_audio_bundle(bundle_dir)
@@ -382,6 +441,7 @@ def add_art_half_to_bundle(bundle_dir: Path, half: ArtHalf) -> Manifest:
             mel_mean=ab.mel_mean,
             mel_std=ab.mel_std,
             generator=half.generator,
+            upsampler=half.upsampler,
             art_index=half.art_index,
             metrics=metrics,
             data=data,
