@@ -20,6 +20,7 @@ from engine.models.generator import Generator, GeneratorConfig
 from engine.models.upsampler import Upsampler, UpsamplerConfig
 from engine.render.frames import FramePainter, GeneratorStep, PostSettings
 from tests.bundles import make_bundle
+from tests.test_gan import one_thread  # noqa: F401  (autouse: training tests on one thread)
 from trainer.art.images import ArtImages
 from trainer.art.painter import render_art
 from trainer.bundle.export import export_upsampler
@@ -30,14 +31,6 @@ from trainer.gan.upsampler import UpsamplerTrainConfig, psnr_against, train_upsa
 
 CLASSES = ["angry", "happy", "sad", "neutral"]
 GRID_LIMIT = 6.0  # grid_peak_score: clean painter images score <= 4.5 at 128-512 px, a 3 % grid >= 8.6
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> object:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _painted(n: int = 4, size: int = 64) -> np.ndarray:

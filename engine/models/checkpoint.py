@@ -92,15 +92,20 @@ def save_generator(model: Generator, path: str | Path, extra: dict[str, Any] | N
     )
 
 
-def load_generator(path: str | Path) -> Generator:
+def _config_module(path: str | Path, build: Any, config_type: Any) -> Any:
+    """A module `build(config)` from a checkpoint with "config" and "state_dict", in eval mode."""
     path = Path(path)
     ckpt = _load(path)
     try:
-        model = Generator(GeneratorConfig.model_validate(ckpt["config"]))
+        model = build(config_type.model_validate(ckpt["config"]))
         model.load_state_dict(ckpt["state_dict"])
     except (KeyError, RuntimeError, ValueError) as exc:
         raise BundleError(f"{path}: checkpoint does not match its config ({exc})") from exc
     return model.eval()
+
+
+def load_generator(path: str | Path) -> Generator:
+    return _config_module(path, Generator, GeneratorConfig)
 
 
 def save_upsampler(model: Upsampler, path: str | Path, extra: dict[str, Any] | None = None) -> None:
@@ -112,11 +117,4 @@ def save_upsampler(model: Upsampler, path: str | Path, extra: dict[str, Any] | N
 
 
 def load_upsampler(path: str | Path) -> Upsampler:
-    path = Path(path)
-    ckpt = _load(path)
-    try:
-        model = Upsampler(UpsamplerConfig.model_validate(ckpt["config"]))
-        model.load_state_dict(ckpt["state_dict"])
-    except (KeyError, RuntimeError, ValueError) as exc:
-        raise BundleError(f"{path}: checkpoint does not match its config ({exc})") from exc
-    return model.eval()
+    return _config_module(path, Upsampler, UpsamplerConfig)

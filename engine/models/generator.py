@@ -22,7 +22,7 @@ import math
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from torch import nn
 
 ARCHS = ("v1", "v2")
@@ -51,18 +51,12 @@ class GeneratorConfig(BaseModel):
             raise ValueError("resolution must be a power of two (32..512)")
         return v
 
-    @field_validator("arch")
+    @field_validator("arch", "upsample")
     @classmethod
-    def _arch(cls, v: str) -> str:
-        if v not in ARCHS:
-            raise ValueError(f"arch must be one of {', '.join(ARCHS)}")
-        return v
-
-    @field_validator("upsample")
-    @classmethod
-    def _upsample(cls, v: str) -> str:
-        if v not in UPSAMPLE_MODES:
-            raise ValueError(f"upsample must be one of {', '.join(UPSAMPLE_MODES)}")
+    def _choice(cls, v: str, info: ValidationInfo) -> str:
+        choices = ARCHS if info.field_name == "arch" else UPSAMPLE_MODES
+        if v not in choices:
+            raise ValueError(f"{info.field_name} must be one of {', '.join(choices)}")
         return v
 
     @property

@@ -83,16 +83,12 @@ SHIPPED_GAN = GanConfig(
 # The GAN the default recipe trains now (issue 11): generator v2 (anti-aliased resize-then-conv, noise
 # inputs, skip-layer excitation) at 256 px, widths 8 at full resolution, discriminator 16, batch 16, two D
 # updates per G update, 4000 steps -- `--recipe cpu` of `synesthesia-train gan` (docs/art_training.md §3).
-DEFAULT_GAN = GanConfig(
-    generator=GeneratorConfig(resolution=256, z_dim=64, cond_dim=128, base_channels=8, arch="v2"),
-    discriminator=DiscriminatorConfig(resolution=256, cond_dim=128, base_channels=16),
-    steps=4000,
-    batch_size=16,
-    ema_decay=0.995,
-    ema_start=200,
-    audio_fraction=0.0,
-    checkpoint_every=200,
-    sample_every=400,
+DEFAULT_GAN = SHIPPED_GAN.model_copy(
+    update={
+        "generator": GeneratorConfig(resolution=256, z_dim=64, cond_dim=128, base_channels=8, arch="v2"),
+        "discriminator": DiscriminatorConfig(resolution=256, cond_dim=128, base_channels=16),
+        "steps": 4000,
+    }
 )
 
 # The documented commands behind each figure (`synesthesia-train align` / `gan` with these flags
