@@ -270,3 +270,19 @@ def test_quality_report_runs_on_a_tiny_generator(v2_bundle: Path) -> None:
     report = quality.quality_report(G, cond, _painted(8, 32), up, _painted(4, 64), n=8, display_n=4)
     assert set(report) >= {"sharpness", "grid_peak", "random_features"}
     assert report["sharpness"]["display_1280x720"] > 0
+
+
+def test_upsampler_command_adds_to_a_bundle(tmp_path: Path) -> None:
+    """`synesthesia-train upsampler --bundle` on an older bundle (v1 generator, no up-sampler key)."""
+    from trainer.cli import main
+
+    bundle = make_bundle(tmp_path / "b", generator=True, resolution=32)
+    argv = ["upsampler", "--out", str(tmp_path / "up"), "--generator-resolution", "32", "--per-class", "1",
+            "--val-per-class", "1", "--steps", "2", "--batch-size", "2", "--crop", "8", "--channels", "4",
+            "--bundle", str(bundle)]  # fmt: skip
+    assert main(argv) == 0
+    b = load_bundle(bundle)
+    assert b.manifest.upsampler is not None and b.manifest.upsampler.factor == 2
+    assert "upsampler" in b.manifest.metrics["art"]
+    runner = frame_runner(b, open_runner(b, Component.GENERATOR, "onnx", "cpu").runner, "onnx")
+    assert runner.resolution == 64 and runner(*example_inputs(Component.GENERATOR, b.manifest))[0].shape[-1] == 64

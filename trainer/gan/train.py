@@ -126,7 +126,7 @@ def _checkpoint(
     opt_d: torch.optim.Optimizer,
     history: list[dict[str, float]],
     gen: torch.Generator,
-    scaler: Any = None,
+    scalers: dict[str, Any] | None = None,
 ) -> None:
     save_checkpoint(
         {
@@ -142,7 +142,7 @@ def _checkpoint(
             "rng": gen.get_state(),
             "torch_rng": torch.get_rng_state(),
             **({"cuda_rng": torch.cuda.get_rng_state_all()} if torch.cuda.is_available() else {}),
-            "scaler": scaler.state_dict() if scaler is not None else {},
+            "scaler": {k: sc.state_dict() for k, sc in scalers.items()} if scalers else {},
         },
         path,
     )
@@ -210,7 +210,8 @@ def train_gan(
         p.requires_grad_(False)
     opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, cfg.beta2))
     opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2))
-    scaler = torch.amp.GradScaler("cuda") if use_amp else None
+    # one loss scaler per network (each has its own backward pass and optimiser)
+    scalers = {"d": torch.amp.GradScaler("cuda"), "g": torch.amp.GradScaler("cuda")} if use_amp else None
     history: list[dict[str, float]] = []
     start = 0
 
@@ -233,8 +234,9 @@ def train_gan(
             torch.set_rng_state(ckpt["torch_rng"])
         if "cuda_rng" in ckpt and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(ckpt["cuda_rng"])
-        if scaler is not None and ckpt.get("scaler"):
-            scaler.load_state_dict(ckpt["scaler"])
+        if scalers is not None and ckpt.get("scaler"):
+            for key, sc in scalers.items():
+                sc.load_state_dict(ckpt["scaler"][key])
         start = int(ckpt["step"])
         log.info("resumed GAN training from %s at step %d", ckpt_path, start)
 
@@ -253,12 +255,13 @@ def train_gan(
     def autocast() -> Any:
         return torch.autocast(dev.type, dtype=torch.float16, enabled=use_amp)
 
-    def backward_step(loss: torch.Tensor, opt: torch.optim.Optimizer) -> None:
+    def backward_step(loss: torch.Tensor, opt: torch.optim.Optimizer, which: str) -> None:
         opt.zero_grad(set_to_none=True)
-        if scaler is None:
+        if scalers is None:
             loss.backward()
             opt.step()
         else:
+            scaler = scalers[which]
             scaler.scale(loss).backward()
             scaler.step(opt)
             scaler.update()
@@ -279,7 +282,7 @@ def train_gan(
                 real_scores = D(diff_augment(x_real, cfg.augment, cfg.colour_strength), c_real).float()
                 fake_scores = D(diff_augment(x_fake, cfg.augment, cfg.colour_strength), c_fake).float()
                 loss_d = d_hinge_loss(real_scores, fake_scores)
-            backward_step(loss_d, opt_d)
+            backward_step(loss_d, opt_d, "d")
 
         # G step: fresh z; the conditions of the first half repeated in the second, so that pairs
         # (i, i + B/2) share a condition and differ in z, for the mode-seeking term.
@@ -294,7 +297,7 @@ def train_gan(
             x_fake = x_fake.float()
             loss_ms = mode_seeking_loss(x_fake[:half], x_fake[half : 2 * half], z[:half], z[half : 2 * half])
             loss_g = loss_adv + cfg.w_mode_seeking * loss_ms
-        backward_step(loss_g, opt_g)
+        backward_step(loss_g, opt_g, "g")
         for p in D.parameters():
             p.requires_grad_(True)
 
@@ -320,10 +323,10 @@ def train_gan(
             window = dict.fromkeys(window, 0.0)
             n_window = 0
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-            _checkpoint(ckpt_path, cfg, step, G, G_ema, D, opt_g, opt_d, history, gen, scaler)
+            _checkpoint(ckpt_path, cfg, step, G, G_ema, D, opt_g, opt_d, history, gen, scalers)
             loss_curves(history, out_dir / "gan_losses.png")
         if on_sample is not None and (step % cfg.sample_every == 0 or step == cfg.steps):
-            on_sample(step, G_ema)
+            on_sample(step, G_ema if dev.type == "cpu" else copy.deepcopy(G_ema).cpu())
 
     # 5. The EMA generator is the result.
     if start >= cfg.steps:
