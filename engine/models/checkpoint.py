@@ -69,9 +69,14 @@ def save_audio_model(model: AudioModel, path: str | Path, extra: dict[str, Any] 
 
 
 def load_audio_model(path: str | Path) -> AudioModel:
+    """An AudioModel, or an EnsembleAudioModel (same interface) for an `audio_ensemble` checkpoint."""
     path = Path(path)
     ckpt = _load(path)
     try:
+        if ckpt.get("kind") == "audio_ensemble":
+            from engine.models.ensemble import ensemble_from_checkpoint
+
+            return ensemble_from_checkpoint(ckpt)  # type: ignore[return-value]
         model = audio_model_from_config(ckpt["encoder"], ckpt["shared_dim"], ckpt.get("projection_hidden", 256))
         model.load_state_dict(ckpt["state_dict"])
     except (KeyError, RuntimeError, ValueError) as exc:
