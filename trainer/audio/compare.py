@@ -107,26 +107,23 @@ def compare_folds(base: TrainConfig, archs: list[Arch], command: str | None = No
         metrics = cross_validate(cfg, command, pool)
         protocol = metrics["protocol"]
         rows.append(fold_row(arch, metrics))
-    result = {
-        "protocol": protocol,
-        "taxonomy": pool[0].taxonomy["name"],
-        "classes": pool[0].classes,
-        "config": base.model_dump(mode="json", exclude={"arch", "out"}),
-        "command": command,
-        "rows": rows,
-    }
-    (out / "compare.json").write_text(json.dumps(json_safe(result), indent=2) + "\n", encoding="utf-8")
-    md = (
+    result = {"protocol": protocol, "taxonomy": pool[0].taxonomy["name"], "classes": pool[0].classes, "rows": rows}
+    result.update(config=base.model_dump(mode="json", exclude={"arch", "out"}), command=command)
+    heading = (
         f"# Encoder families compared\n\nProtocol: **{protocol}**; taxonomy `{result['taxonomy']}`; "
         f"{base.epochs} epochs, batch {base.batch_size}, lr {base.lr:g}, seed {base.seed}. Mean ± sd over the folds, "
         "each family at the epoch its own mean validation macro-F1 curve peaks.\n\n"
-        + reports.markdown_table(rows, FOLD_COLUMNS)
-        + "\n"
     )
-    if command:
-        md += f"\nReproduce: `{command}`\n"
-    (out / "compare.md").write_text(md, encoding="utf-8")
+    write_tables(out, result, heading + reports.markdown_table(rows, FOLD_COLUMNS) + "\n")
     return result
+
+
+def write_tables(out: Path, result: dict[str, Any], md: str) -> None:
+    """compare.json and compare.md (with the command that reproduces them)."""
+    (out / "compare.json").write_text(json.dumps(json_safe(result), indent=2) + "\n", encoding="utf-8")
+    if result.get("command"):
+        md += f"\nReproduce: `{result['command']}`\n"
+    (out / "compare.md").write_text(md, encoding="utf-8")
 
 
 def compare(base: TrainConfig, archs: list[Arch], command: str | None = None) -> dict[str, Any]:
@@ -148,7 +145,6 @@ def compare(base: TrainConfig, archs: list[Arch], command: str | None = None) ->
         "command": command,
         "rows": rows,
     }
-    (out / "compare.json").write_text(json.dumps(json_safe(result), indent=2) + "\n", encoding="utf-8")
     heading = (
         f"# Encoder families compared\n\nValidation: **{prep.rule}** — {prep.split['val']['clips']} clips, "
         f"{prep.split['val']['speakers']} speakers; taxonomy `{prep.taxonomy['name']}`; {base.epochs} epochs, "
@@ -156,10 +152,7 @@ def compare(base: TrainConfig, archs: list[Arch], command: str | None = None) ->
         f"on {base.latency_threads} threads. Epoch chosen on: {CHOSEN_ON[base.select]}"
         f"{' (then refitted on all training speakers)' if base.refit and base.select is EpochChoice.INNER else ''}.\n\n"
     )
-    md = heading + reports.markdown_table(rows, COLUMNS) + "\n"
-    if command:
-        md += f"\nReproduce: `{command}`\n"
-    (out / "compare.md").write_text(md, encoding="utf-8")
+    write_tables(out, result, heading + reports.markdown_table(rows, COLUMNS) + "\n")
     reports.plot_bars(
         rows,
         ["accuracy", "macro_f1", "valence_ccc", "arousal_ccc"],

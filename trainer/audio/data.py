@@ -122,6 +122,15 @@ def class_label(taxonomy) -> Callable[[Any], str]:
     return lambda r: taxonomy.class_of(r.emotion) or "(va only)"
 
 
+def load_for(cfg: TrainConfig, frontend: FrontEndConfig):
+    """(taxonomy, records, sources, load report) of a run's --taxonomy and --data."""
+    try:
+        taxonomy = get_taxonomy(cfg.taxonomy)
+    except ValueError as exc:
+        raise ConfigError(f"--taxonomy: {exc}") from exc
+    return (taxonomy, *load_records(cfg.data, taxonomy, frontend))
+
+
 def make_split(records, cfg: TrainConfig, taxonomy):
     """The configured split of `records` (a trainer.audio.splits.Split)."""
 
@@ -171,11 +180,7 @@ def prepare(cfg: TrainConfig, frontend: FrontEndConfig | None = None, progress: 
     """
 
     frontend = frontend or FrontEndConfig()
-    try:
-        taxonomy = get_taxonomy(cfg.taxonomy)
-    except ValueError as exc:
-        raise ConfigError(f"--taxonomy: {exc}") from exc
-    records, sources, report = load_records(cfg.data, taxonomy, frontend)
+    taxonomy, records, sources, report = load_for(cfg, frontend)
     source_of = {id(r): s for r, s in zip(records, sources, strict=True)}
     real = [r for r in records if r.corpus != SYNTHETIC]
     extra = [r for r in records if r.corpus == SYNTHETIC] if real else []
@@ -214,11 +219,7 @@ def prepare_pool(cfg: TrainConfig, frontend: FrontEndConfig | None = None, progr
     cut from and whose `val` is empty, ClipBank of clips that only ever train: procedural clips when real
     corpora are present, and `synthetic_per_class`). The statistics are the whole pool's."""
     frontend = frontend or FrontEndConfig()
-    try:
-        taxonomy = get_taxonomy(cfg.taxonomy)
-    except ValueError as exc:
-        raise ConfigError(f"--taxonomy: {exc}") from exc
-    records, sources, report = load_records(cfg.data, taxonomy, frontend)
+    taxonomy, records, sources, report = load_for(cfg, frontend)
     pairs = list(zip(records, sources, strict=True))
     has_real = any(r.corpus != SYNTHETIC for r in records)
     folded = [(r, s) for r, s in pairs if r.corpus != SYNTHETIC or not has_real]

@@ -50,6 +50,14 @@ def suggest(trial, arch: Arch) -> dict[str, Any]:
     return params
 
 
+def open_study(optuna, name: str, storage: str, seed: int, pruner=None):
+    """The shared study (created or joined), maximising, TPE seeded by `seed`."""
+    sampler = optuna.samplers.TPESampler(seed=seed)
+    return optuna.create_study(
+        study_name=name, storage=storage, load_if_exists=True, direction="maximize", sampler=sampler, pruner=pruner
+    )
+
+
 def search(
     base: TrainConfig,
     trials: int,
@@ -82,14 +90,8 @@ def search(
         history = train(cfg, inner, on_epoch).history
         return max(h["val_accuracy"] for h in history)
 
-    study = optuna.create_study(
-        study_name=study_name,
-        storage=storage,
-        load_if_exists=True,
-        direction="maximize",
-        sampler=optuna.samplers.TPESampler(seed=base.seed),
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
-    )
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
+    study = open_study(optuna, study_name, storage, base.seed, pruner)
     study.optimize(objective, n_trials=trials, timeout=timeout)
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not done:
@@ -129,13 +131,7 @@ def search_folds(
         metrics = cross_validate(TrainConfig(**{**params, "reports": False, "refit": False}), command, pool)
         return max(metrics["selection"]["mean_macro_f1"])
 
-    study = optuna.create_study(
-        study_name=study_name,
-        storage=storage,
-        load_if_exists=True,
-        direction="maximize",
-        sampler=optuna.samplers.TPESampler(seed=base.seed),
-    )
+    study = open_study(optuna, study_name, storage, base.seed)
     study.optimize(objective, n_trials=trials, timeout=timeout)
     result = {
         "study": study_name,

@@ -17,6 +17,7 @@ import argparse
 import json
 import shlex
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,12 @@ from trainer.audio.config import (
 from trainer.audio.loop import train
 
 
+def enum_argument(group, flag: str, default: StrEnum, text: str) -> None:
+    """A flag whose values are the members of `default`'s enum."""
+    kind = type(default)
+    group.add_argument(flag, type=kind, choices=list(kind), default=default, help=text)
+
+
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("data")
     g.add_argument(
@@ -48,12 +55,8 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
         "synthetic[:N_PER_CLASS[:SEED]] (default: synthetic)",
     )
     g.add_argument("--taxonomy", default="default", help="default | seed3 | a .toml/.json taxonomy file")
-    g.add_argument(
-        "--split",
-        type=SplitKind,
-        choices=list(SplitKind),
-        default=SplitKind.SPEAKER,
-        help="speaker (default), random (labelled NOT speaker-independent) or corpus",
+    enum_argument(
+        g, "--split", SplitKind.SPEAKER, "speaker (default), random (labelled NOT speaker-independent) or corpus"
     )
     g.add_argument("--test-corpus", help="with --split corpus: the corpus held out for testing")
     g.add_argument("--val-fraction", type=float, default=0.2)
@@ -86,12 +89,8 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="with --folds: also keep the K fold models at the chosen epoch as OUT/ensemble.pt (one ONNX graph)",
     )
-    g.add_argument(
-        "--balance",
-        type=Balance,
-        choices=list(Balance),
-        default=Balance.NONE,
-        help="weighted sampling per epoch: speaker (every speaker an equal share), corpus, speaker_class, none",
+    enum_argument(
+        g, "--balance", Balance.NONE, "weighted sampling per epoch: speaker (equal share each), corpus, speaker_class"
     )
     g.add_argument("--synthetic-per-class", type=int, default=0, help="procedural clips added to training only")
     g.add_argument("--cache-dir", type=Path, help="feature cache (default ~/.cache/synesthesia/features)")
