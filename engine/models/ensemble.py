@@ -4,14 +4,13 @@
 member (each fold trained with its own mel statistics: an exact per-bin affine map), runs the K members
 and averages logits and valence/arousal; the embedding and shared vectors are the mean of the members'
 unit vectors, normalised again. Outputs match `AudioModel.output_names`, so the ONNX graph is a drop-in
-audio model for the engine (the manifest's encoder section says `ensemble: K`).
+audio model for the engine (the manifest's encoder section says `ensemble: K`). Saved and loaded by
+engine.models.checkpoint (`save_ensemble`; `load_audio_model` reads either kind).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -19,8 +18,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.models.heads import AudioModel
-
-ENSEMBLE_KIND = "audio_ensemble"
 
 
 class EnsembleAudioModel(nn.Module):
@@ -70,33 +67,3 @@ class EnsembleAudioModel(nn.Module):
         embedding = F.normalize(torch.stack([o[2] for o in outs]).mean(0), dim=1)
         shared = F.normalize(torch.stack([o[3] for o in outs]).mean(0), dim=1)
         return logits, va, embedding, shared
-
-
-def save_ensemble(model: EnsembleAudioModel, path: str | Path, extra: dict[str, Any] | None = None) -> None:
-    """The members' configs, the whole state dict, and `extra` (what a training checkpoint carries)."""
-    from engine.models.checkpoint import save_checkpoint
-
-    first = model.members[0]
-    save_checkpoint(
-        {
-            "kind": ENSEMBLE_KIND,
-            "members": len(model.members),
-            "encoder": first.encoder.config.model_dump(mode="json"),
-            "shared_dim": model.shared_dim,
-            "projection_hidden": first.projection.net[0].out_features,
-            "state_dict": model.state_dict(),
-            **(extra or {}),
-        },
-        path,
-    )
-
-
-def ensemble_from_checkpoint(ckpt: dict[str, Any]) -> EnsembleAudioModel:
-    """Rebuild from a checkpoint dict written by `save_ensemble` (KeyError/RuntimeError on a mismatch)."""
-    from engine.models.checkpoint import audio_model_from_config
-
-    hidden = ckpt.get("projection_hidden", 256)
-    members = [audio_model_from_config(ckpt["encoder"], ckpt["shared_dim"], hidden) for _ in range(ckpt["members"])]
-    model = EnsembleAudioModel(members)
-    model.load_state_dict(ckpt["state_dict"])
-    return model.eval()

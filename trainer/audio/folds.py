@@ -26,9 +26,9 @@ from typing import Any
 import numpy as np
 
 from engine.errors import ConfigError
-from engine.models.checkpoint import load_audio_model, save_audio_model
+from engine.models.checkpoint import load_audio_model, save_audio_model, save_ensemble
 from engine.models.encoders import count_parameters
-from engine.models.ensemble import EnsembleAudioModel, save_ensemble
+from engine.models.ensemble import EnsembleAudioModel
 from trainer.audio import reports
 from trainer.audio.config import BEST_CKPT, CORPUS_FOLDS, EpochChoice, TrainConfig, json_safe
 from trainer.audio.data import RunData, prepare_pool

@@ -21,9 +21,9 @@ from engine.audio.frontend import FrontEndConfig
 from engine.errors import SynesthesiaError
 from engine.inference.base import Component, example_inputs
 from engine.models.bundle import MANIFEST, Manifest, load_bundle, write_manifest
-from engine.models.checkpoint import load_audio_model, save_audio_model, save_generator
+from engine.models.checkpoint import load_audio_model, save_audio_model, save_ensemble, save_generator
 from engine.models.encoders import count_parameters
-from engine.models.ensemble import EnsembleAudioModel, save_ensemble
+from engine.models.ensemble import EnsembleAudioModel
 from engine.models.generator import Generator
 from engine.models.heads import AudioModel
 from trainer.audio.loop import checkpoint_info
