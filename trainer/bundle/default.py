@@ -280,6 +280,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--width", type=int)
     parser.add_argument("--rnn-hidden", type=int)
     parser.add_argument("--augment", type=AudioAugment, choices=list(AudioAugment))
+    parser.add_argument(
+        "--balance",
+        type=Balance,
+        choices=list(Balance),
+        help="default: speaker (--balance none: the 2026-12-01 bundle)",
+    )
     parser.add_argument("--synthetic-per-class", type=int, default=0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache-dir", type=Path)
