@@ -40,12 +40,25 @@ from trainer.bundle.export import TensorRTMode, compile_tensorrt, write_bundle
 
 log = logging.getLogger("synesthesia.train.default")
 
-LICENSE = (
-    "Model weights: CC BY-NC-SA 4.0 (non-commercial, share-alike), inherited from the RAVDESS training data "
-    "(Livingstone & Russo 2018, CC BY-NC-SA 4.0); also trained on EmoDB (Burkhardt et al. 2005) and SAVEE "
-    "(Haq & Jackson 2009), free for research use, and TESS (Dupuis & Pichora-Fuller 2010, CC BY-NC-ND 4.0). "
-    "Code: Apache-2.0."
-)
+LICENSE_PARTS = {
+    "ravdess": "RAVDESS (Livingstone & Russo 2018, CC BY-NC-SA 4.0)",
+    "emodb": "EmoDB (Burkhardt et al. 2005, free for research use)",
+    "tess": "TESS (Dupuis & Pichora-Fuller 2010, CC BY-NC-ND 4.0)",
+    "savee": "SAVEE (Haq & Jackson 2009, free for research use)",
+}
+
+
+def license_for(specs: list[str]) -> str:
+    """The bundle's licence line for the corpora it was trained on."""
+    corpora = list(dict.fromkeys(spec.split(":", 1)[0] for spec in specs))
+    names = [LICENSE_PARTS[n] for n in corpora if n in LICENSE_PARTS]
+    terms = (
+        "CC BY-NC-SA 4.0 (non-commercial, share-alike), inherited from the RAVDESS training data"
+        if "ravdess" in corpora
+        else "the terms of its training data"
+    )
+    return f"Model weights: {terms}; trained on {', '.join(names) or 'the corpora under data'}. Code: Apache-2.0."
+
 
 CORPORA = ("ravdess", "emodb", "tess", "savee")  # the four corpora of ../shared/data, 32 speakers
 
@@ -244,7 +257,7 @@ def write_default_bundle(out: Path, runs: dict[str, dict[str, Any]], main_cfg: T
         mel_std=info["mel_std"],
         metrics=bundle_metrics(runs, command),
         data=data,
-        license=LICENSE,
+        license=license_for(main_cfg.data),
     )
     compile_tensorrt(out, TensorRTMode.AUTO)
     log.info("wrote %s", out)
