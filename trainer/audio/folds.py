@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import shutil
 import time
 from collections import Counter
@@ -172,6 +173,8 @@ def cross_validate(
     started = time.time()
     if cfg.resume:
         raise ConfigError("--resume does not apply to --folds runs (each fold re-runs); use another --out")
+    if int(os.environ.get("WORLD_SIZE", 1)) > 1:
+        raise ConfigError("--folds runs in one process (run folds side by side as separate commands instead)")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     data, extra = pool if pool is not None else prepare_pool(cfg)
