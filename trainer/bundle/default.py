@@ -52,11 +52,10 @@ def license_for(specs: list[str]) -> str:
     """The bundle's licence line for the corpora it was trained on."""
     corpora = list(dict.fromkeys(spec.split(":", 1)[0] for spec in specs))
     names = [LICENSE_PARTS[n] for n in corpora if n in LICENSE_PARTS]
-    terms = (
-        "CC BY-NC-SA 4.0 (non-commercial, share-alike), inherited from the RAVDESS training data"
-        if "ravdess" in corpora
-        else "the terms of its training data"
-    )
+    # non-commercial whatever the mix: the recipe's terms are RAVDESS's (and TESS's), and stricter is safe
+    terms = "CC BY-NC-SA 4.0 (non-commercial, share-alike)"
+    if "ravdess" in corpora:
+        terms += ", inherited from the RAVDESS training data"
     return f"Model weights: {terms}; trained on {', '.join(names) or 'the corpora under data'}. Code: Apache-2.0."
 
 
