@@ -31,6 +31,10 @@ class Outcome(StrEnum):
     REJECTED = "rejected"  # known control, invalid value or type
     UNKNOWN = "unknown"  # no such control / address
     MALFORMED = "malformed"  # not a parseable message at all
+    ERROR = "error"  # an unforeseen failure while handling a request (a bug), answered and survived
+
+
+_PROBLEMS = frozenset({Outcome.REJECTED, Outcome.UNKNOWN, Outcome.MALFORMED, Outcome.ERROR})
 
 
 @dataclass
@@ -41,10 +45,16 @@ class ControlCounters:
     rejected: int = 0
     unknown: int = 0
     malformed: int = 0
+    errors: int = 0
 
 
 class RateLimitedLog:
-    """At most one warning per key every `interval_s`; the next one says how many were suppressed."""
+    """At most one warning per key every `interval_s`, however many senders (keys name a kind of problem,
+    never a sender: a flood from a new source port per packet must not buy a line per packet).
+
+    What is held back is summed up as "N more suppressed": on the next warning of that key, or by
+    `flush()` (the servers call it while idle) once the interval has passed.
+    """
 
     def __init__(self, logger: logging.Logger, interval_s: float = 5.0) -> None:
         self.logger = logger
@@ -62,8 +72,19 @@ class RateLimitedLog:
             self._next[key] = now + self.interval_s
             suppressed = self._suppressed.pop(key, 0)
         if suppressed:
-            msg += f" (+{suppressed} similar in the last {self.interval_s:.0f} s)"
+            msg += f" ({suppressed} more {key} suppressed in the last {self.interval_s:.0f} s)"
         self.logger.warning(msg, *args)
+
+    def flush(self) -> None:
+        """Log one summary line per key whose interval is over and which held messages back."""
+        now = time.monotonic()
+        with self._lock:
+            due = [k for k, n in self._suppressed.items() if n and now >= self._next.get(k, 0.0)]
+            counts = {k: self._suppressed.pop(k) for k in due}
+            for k in due:
+                self._next[k] = now + self.interval_s
+        for key, n in counts.items():
+            self.logger.warning("%d more %s suppressed in the last %.0f s", n, key, self.interval_s)
 
 
 class ControlSurface:
@@ -90,8 +111,11 @@ class ControlSurface:
                     self.counters.unknown += 1
                 case Outcome.MALFORMED:
                     self.counters.malformed += 1
-        if outcome in (Outcome.REJECTED, Outcome.UNKNOWN, Outcome.MALFORMED):
-            self.log.warning(f"{source}:{outcome.value}", "control %s from %s: %s", outcome.value, source, detail)
+                case Outcome.ERROR:
+                    self.counters.errors += 1
+        if outcome in _PROBLEMS:
+            # keyed by the kind of problem alone: a new source port per packet must not buy a line each
+            self.log.warning(f"control {outcome.value}", "control %s from %s: %s", outcome.value, source, detail)
 
     def apply(self, name: str, args: tuple[Any, ...] | list[Any], source: str = "") -> tuple[Outcome, str | None]:
         """Apply control `name`; returns (outcome, error message or None). Never raises for bad input."""
