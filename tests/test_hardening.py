@@ -21,15 +21,19 @@ import pytest
 import soundfile as sf
 
 from engine.config import load_config
-from engine.controls import Controls
 from engine.errors import ConfigError
-from engine.io.control import ControlSurface, Outcome
-from engine.io.osc_control import OscControlServer, packet_problem
-from engine.io.zmq_control import MAX_REQUEST_BYTES, ZmqControlServer
+from engine.io.control import Outcome
+from engine.io.osc_control import packet_problem
+from engine.io.zmq_control import MAX_REQUEST_BYTES
 from engine.models.bundle import DEFAULT_BUNDLE
+from tests import test_control_servers as control_tests
 from tests.test_control_servers import osc, recv_state, wait_for
 
 zmq = pytest.importorskip("zmq")
+
+# the control-server tests' fixtures (real sockets), under names of this module's own
+osc_control = control_tests.osc_server
+zmq_control = control_tests.zmq_server
 
 CLASSES = ["angry", "happy", "sad", "neutral"]
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,21 +47,6 @@ def cli(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
 
 
 # -- 1. one ZMQ request must not kill ZMQ control ----------------------------------------------------------
-
-
-@pytest.fixture
-def zmq_control():
-    s = ControlSurface(Controls(CLASSES))
-    ctx = zmq.Context()
-    server = ZmqControlServer(s, "tcp://127.0.0.1:*", context=ctx).start()
-    req = ctx.socket(zmq.REQ)
-    req.setsockopt(zmq.LINGER, 0)
-    req.setsockopt(zmq.RCVTIMEO, 5000)
-    req.connect(server.bound)
-    yield server, s, req
-    req.close()
-    server.stop()
-    ctx.term()
 
 
 def _req(cmd: str, *args: object) -> bytes:
@@ -119,17 +108,6 @@ def test_oversize_limit_is_64_kb(zmq_control) -> None:
 
 
 # -- 2. OSC type tags that promise data the datagram does not hold ------------------------------------------
-
-
-@pytest.fixture
-def osc_control():
-    s = ControlSurface(Controls(CLASSES))
-    server = OscControlServer(s, "127.0.0.1", 0, "/syn").start()
-    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    client.bind(("127.0.0.1", 0))
-    yield server, s, client
-    client.close()
-    server.stop()
 
 
 def _tags_only(address: str, tags: str) -> bytes:
