@@ -26,8 +26,7 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False, strict=True, allow_inf_nan=False)
 
 
-# Enum fields take their value as a string (TOML and flags have no enum type): strict=False on those only.
-_ENUM = {"strict": False}
+# Enum fields are `strict=False`: TOML and flags give their value as a string (there is no enum type).
 MAX_PORT = 65535
 INT32_MAX = 2**31 - 1  # libzmq's int socket options (SNDHWM) and the generator seed
 
@@ -97,8 +96,8 @@ class AudioSettings(_Section):
 
 
 class AnalysisSettings(_Section):
-    backend: BackendKind = Field(BackendKind.AUTO, **_ENUM)
-    device: Device = Field(Device.AUTO, **_ENUM)
+    backend: BackendKind = Field(BackendKind.AUTO, strict=False)
+    device: Device = Field(Device.AUTO, strict=False)
     attack_s: float = Field(0.6, ge=0, le=600, description="smoothing time constant when a value rises")
     release_s: float = Field(1.5, ge=0, le=600, description="smoothing time constant when a value falls")
     hysteresis_margin: float = Field(0.1, ge=0, le=1, description="a challenger's probability lead to switch label")
@@ -148,14 +147,14 @@ class RenderSettings(_Section):
     hud: bool = False
     trails: float = Field(0.0, ge=0, lt=1, description="feedback: share of the last frame kept")
     grade: float = Field(0.6, ge=0, le=1, description="colour grade strength from valence/arousal (0: none)")
-    generator_mode: GeneratorMode = Field(GeneratorMode.AUTO, **_ENUM)
+    generator_mode: GeneratorMode = Field(GeneratorMode.AUTO, strict=False)
     intensity: float = Field(1.0, ge=0, le=1)
     speed: float = Field(1.0, ge=0, le=10)
     condition_tau_s: float = Field(1.0, gt=0, le=600, description="time constant of the condition easing")
     seed: int = Field(0, ge=0, le=INT32_MAX)
     frames_dir: str | None = Field(None, description="headless: write frames here as PNG")
-    backend: BackendKind = Field(BackendKind.AUTO, **_ENUM)
-    device: Device = Field(Device.AUTO, **_ENUM)
+    backend: BackendKind = Field(BackendKind.AUTO, strict=False)
+    device: Device = Field(Device.AUTO, strict=False)
 
 
 class KioskSettings(_Section):
