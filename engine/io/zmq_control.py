@@ -5,8 +5,12 @@ Reply:    {"v": 1, "t": <unix time>, "seq": <n>, "ok": bool, "error"?: str, "sta
 
 A REP socket that does not answer a request is wedged for good, so every request gets exactly one
 reply: malformed JSON, a wrong shape, an unknown command or an invalid value are answered with
-`ok: false` and an error string (and counted and logged like the OSC ones). One explicit thread, owned by
-the app (`start()` / `stop()`); it polls so that `stop()` returns within ~0.2 s.
+`ok: false` and an error string (and counted and logged like the OSC ones). Anything the checks did not
+foresee (a bug, a RecursionError) is caught per request: counted as an internal error, logged
+rate-limited, answered, and the thread goes on serving. Requests over 64 KB are answered with an error
+unread; libzmq itself drops a peer whose message exceeds 1 MiB (MAXMSGSIZE), so nothing larger is ever
+buffered. One explicit thread, owned by the app (`start()` / `stop()`); it polls so that `stop()`
+returns within ~0.2 s.
 """
 
 from __future__ import annotations
@@ -24,6 +28,13 @@ from engine.threads import OwnedThread
 log = logging.getLogger("synesthesia.control")
 
 MAX_REQUEST_BYTES = 64 * 1024
+# Between the two limits a request is refused with a reply; past MAXMSGSIZE libzmq drops the connection
+# (the REQ peer sees no reply), which keeps a flood of huge messages out of memory.
+MAX_MESSAGE_BYTES = 16 * MAX_REQUEST_BYTES
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def parse_request(frames: list[bytes]) -> tuple[str, list[Any]]:
@@ -34,9 +45,11 @@ def parse_request(frames: list[bytes]) -> tuple[str, list[Any]]:
     if len(raw) > MAX_REQUEST_BYTES:
         raise ValueError(f"request larger than {MAX_REQUEST_BYTES} bytes")
     try:
-        req = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"not JSON ({exc})") from exc
+        req = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
+    except RecursionError:
+        raise ValueError("not JSON this engine reads (nested too deep)") from None
+    except ValueError as exc:  # UnicodeDecodeError, JSONDecodeError, NaN/Infinity, ints past 4300 digits
+        raise ValueError(f"not JSON ({str(exc)[:200]})") from exc
     if not isinstance(req, dict):
         raise ValueError("the request must be a JSON object")
     if req.get("v") != 1:
@@ -62,6 +75,12 @@ class ZmqControlServer:
         self._socket: Any = None
         self._thread = OwnedThread(self._serve, "zmq-control")
         self.seq = 0
+        self.internal_errors = 0
+
+    @property
+    def serving(self) -> bool:
+        """True while the serving thread runs (for status: a dead control thread must show)."""
+        return self._thread is not None and self._thread.is_alive()
 
     @property
     def bound(self) -> str:
@@ -74,7 +93,7 @@ class ZmqControlServer:
         ctx = self._context or zmq.Context.instance()
         sock = ctx.socket(zmq.REP)
         sock.setsockopt(zmq.LINGER, 0)
-        sock.setsockopt(zmq.MAXMSGSIZE, MAX_REQUEST_BYTES * 2)
+        sock.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
         try:
             sock.bind(self.endpoint)
         except zmq.ZMQError:
@@ -103,6 +122,7 @@ class ZmqControlServer:
         try:
             while not stop.is_set():
                 if not dict(poller.poll(200)).get(sock):
+                    self.surface.log.flush()
                     continue
                 try:
                     frames = sock.recv_multipart(zmq.NOBLOCK)
@@ -119,6 +139,16 @@ class ZmqControlServer:
 
     def handle(self, frames: list[bytes]) -> bytes:
         """One request -> one reply (bytes); never raises."""
+        self.seq += 1
+        try:
+            return self._handle(frames)
+        except Exception as exc:  # the per-request guard: a REP socket that does not answer is dead for good
+            self.internal_errors += 1
+            self.surface.count(Outcome.ERROR, "zmq", f"internal error {type(exc).__name__}: {str(exc)[:200]}")
+            error = f"internal error ({type(exc).__name__})"
+            return json.dumps({"v": 1, "t": time.time(), "seq": self.seq, "ok": False, "error": error}).encode()
+
+    def _handle(self, frames: list[bytes]) -> bytes:
         ok, error = True, None
         try:
             cmd, args = parse_request(frames)
@@ -128,7 +158,6 @@ class ZmqControlServer:
         else:
             outcome, error = self.surface.apply(cmd, args, source="zmq")
             ok = outcome in (Outcome.APPLIED, Outcome.QUERY)
-        self.seq += 1
         reply: dict[str, Any] = {"v": 1, "t": time.time(), "seq": self.seq, "ok": ok}
         if error is not None:
             reply["error"] = error
