@@ -80,7 +80,7 @@ class ZmqControlServer:
     @property
     def serving(self) -> bool:
         """True while the serving thread runs (for status: a dead control thread must show)."""
-        return self._thread is not None and self._thread.is_alive()
+        return self._thread.alive
 
     @property
     def bound(self) -> str:
