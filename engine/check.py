@@ -16,8 +16,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, TextIO
 
-from engine.config import EngineConfig, load_config, parse_hostport
+from engine.config import EngineConfig, load_config, osc_in_overrides, parse_hostport
 from engine.errors import BundleError, ConfigError, SynesthesiaError
+from engine.io.allow import SenderAllowList, exposure
 
 
 class Verdict(StrEnum):
@@ -77,6 +78,13 @@ def check_display(cfg: EngineConfig) -> CheckResult:
     return CheckResult("display", Verdict.OK, f"display {cfg.render.display} of {n}: {w}x{h}")
 
 
+def _control_result(name: str, where: str, bound: str, allow: SenderAllowList) -> CheckResult:
+    """A free control port, who may use it, and a warning when anyone on the network may."""
+    detail = f"{where}; senders allowed: {allow}{exposure(bound)}"
+    open_to_all = allow.everyone and exposure(bound)
+    return CheckResult(name, Verdict.WARN if open_to_all else Verdict.OK, detail)
+
+
 def check_ports(cfg: EngineConfig) -> list[CheckResult]:
     results = []
     for target in cfg.osc.targets if cfg.osc.enabled else []:
@@ -90,7 +98,8 @@ def check_ports(cfg: EngineConfig) -> list[CheckResult]:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             try:
                 s.bind((cfg.osc.in_host, cfg.osc.in_port))
-                results.append(CheckResult("osc in", Verdict.OK, f"udp {cfg.osc.in_host}:{cfg.osc.in_port} free"))
+                where = f"udp {cfg.osc.in_host}:{cfg.osc.in_port} free"
+                results.append(_control_result("osc in", where, cfg.osc.in_host, SenderAllowList(cfg.osc.allow)))
             except OSError as exc:
                 results.append(CheckResult("osc in", Verdict.FAIL, f"udp port {cfg.osc.in_port}: {exc}"))
     if cfg.zmq.enabled:
@@ -105,7 +114,10 @@ def check_ports(cfg: EngineConfig) -> list[CheckResult]:
                 sock.linger = 0
                 try:
                     sock.bind(addr)
-                    results.append(CheckResult(name, Verdict.OK, f"{addr} free"))
+                    if kind == zmq.REP:
+                        results.append(_control_result(name, f"{addr} free", addr, SenderAllowList(cfg.zmq.ctl_allow)))
+                    else:
+                        results.append(CheckResult(name, Verdict.OK, f"{addr} free{exposure(addr)}"))
                 except zmq.ZMQError as exc:
                     results.append(CheckResult(name, Verdict.FAIL, f"{addr}: {exc}"))
                 finally:
@@ -161,7 +173,7 @@ def check_overrides(args: argparse.Namespace) -> dict[str, Any]:
     if getattr(args, "osc", None):
         o.setdefault("osc", {})["targets"] = args.osc
     if getattr(args, "osc_in", None) is not None:
-        o.setdefault("osc", {})["in_port"] = args.osc_in or None
+        o.setdefault("osc", {}).update(osc_in_overrides(args.osc_in))
     for flag, key in (("zmq_pub", "pub"), ("zmq_ctl", "ctl")):
         if getattr(args, flag, None) is not None:
             o.setdefault("zmq", {})[key] = getattr(args, flag)

@@ -29,7 +29,12 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", choices=["auto", "torch", "onnx", "tensorrt"], help="inference backend")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="inference device")
     p.add_argument("--osc", action="append", metavar="HOST:PORT", help="OSC target (repeatable)")
-    p.add_argument("--osc-in", type=int, metavar="PORT", help="OSC control port (0: none)")
+    p.add_argument(
+        "--osc-in",
+        type=_osc_in,
+        metavar="[HOST:]PORT",
+        help="OSC control port on HOST (127.0.0.1); 0: none",
+    )
     p.add_argument("--zmq-pub", metavar="ADDR", help="ZeroMQ PUB address, e.g. tcp://*:5556")
     p.add_argument("--zmq-ctl", metavar="ADDR", help="ZeroMQ control (REP) address, e.g. tcp://*:5557")
     p.add_argument("--kiosk", action="store_true", default=None, help="unattended: fullscreen, no HUD, log file")
@@ -38,6 +43,15 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--zmq-frames", action="store_true", default=None, help="publish frames on the ZMQ frame topic")
     p.add_argument("--hud", action="store_true", default=None, help="start with the on-screen readout")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+
+
+def _osc_in(text: str) -> tuple[str | None, int]:
+    from engine.config import parse_osc_in
+
+    try:
+        return parse_osc_in(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _hop_seconds(text: str) -> float:
@@ -106,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--config", metavar="F")
     c.add_argument("--bundle", metavar="DIR")
     c.add_argument("--osc", action="append", metavar="HOST:PORT", help="OSC target (repeatable), as for run")
-    c.add_argument("--osc-in", type=int, metavar="PORT", help="OSC control port (0: none), as for run")
+    c.add_argument("--osc-in", type=_osc_in, metavar="[HOST:]PORT", help="OSC control port (0: none), as for run")
     c.add_argument("--zmq-pub", metavar="ADDR", help="ZeroMQ PUB address, as for run")
     c.add_argument("--zmq-ctl", metavar="ADDR", help="ZeroMQ control (REP) address, as for run")
     return parser
@@ -138,7 +152,9 @@ def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
     put("render.device", args.device)
     put("osc.targets", args.osc)
     if args.osc_in is not None:
-        put("osc.in_port", args.osc_in or None)
+        from engine.config import osc_in_overrides
+
+        o.setdefault("osc", {}).update(osc_in_overrides(args.osc_in))
     put("zmq.pub", args.zmq_pub)
     put("zmq.ctl", args.zmq_ctl)
     put("zmq.frames", args.zmq_frames)

@@ -20,6 +20,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from engine.errors import ConfigError
 from engine.inference.base import BackendKind
+from engine.io.allow import LOOPBACK, parse_network
 
 
 class _Section(BaseModel):
@@ -47,8 +48,31 @@ def parse_hostport(value: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def parse_osc_in(value: str) -> tuple[str | None, int]:
+    """`--osc-in`: PORT or HOST:PORT -> (host or None, port); port 0 means no OSC control server."""
+    host, sep, port = value.rpartition(":")
+    if not port.isdigit() or (sep and not host):
+        raise ValueError(f"expected PORT or HOST:PORT, got {value!r}")
+    if int(port) > MAX_PORT:
+        raise ValueError(f"port {port} out of range 0..{MAX_PORT} in {value!r}")
+    return (host.strip("[]") if sep else None), int(port)
+
+
+def osc_in_overrides(value: tuple[str | None, int] | None) -> dict[str, Any]:
+    """`--osc-in` as config overrides of the `osc` section (`run` and `check` share it)."""
+    if value is None:
+        return {}
+    host, port = value
+    return {"in_port": port or None} | ({"in_host": host} if host else {})
+
+
 def _hostport(value: str) -> str:
     parse_hostport(value)
+    return value
+
+
+def _network(value: str) -> str:
+    parse_network(value)
     return value
 
 
@@ -110,15 +134,24 @@ class OscSettings(_Section):
     targets: list[Annotated[str, AfterValidator(_hostport)]] = Field(default_factory=lambda: ["127.0.0.1:9000"])
     prefix: str = Field("/syn", pattern=r"^(/[A-Za-z0-9_.-]+)+$")
     in_port: int | None = Field(9001, ge=0, le=MAX_PORT, description="control port (None or 0: no control server)")
-    in_host: str = "0.0.0.0"
+    in_host: str = Field("127.0.0.1", description="address the control port binds (0.0.0.0: every interface)")
+    allow: list[Annotated[str, AfterValidator(_network)]] = Field(
+        default_factory=lambda: list(LOOPBACK), description="sender networks whose control messages are applied"
+    )
+    query_port: int | None = Field(
+        None, ge=1, le=MAX_PORT, description="query replies go to this port of the sender's host only"
+    )
     audio_rate_hz: float = Field(30.0, gt=0, le=200)
     queue_size: int = Field(1024, ge=8, le=1_000_000)
 
 
 class ZmqSettings(_Section):
     enabled: bool = True
-    pub: str = "tcp://*:5556"
-    ctl: str | None = "tcp://*:5557"
+    pub: str = "tcp://127.0.0.1:5556"
+    ctl: str | None = "tcp://127.0.0.1:5557"
+    ctl_allow: list[Annotated[str, AfterValidator(_network)]] = Field(
+        default_factory=lambda: list(LOOPBACK), description="sender networks whose control requests are applied"
+    )
     hwm: int = Field(100, ge=1, le=1_000_000, description="ZMQ send high-water mark (messages) per subscriber")
     frames: bool = Field(False, description="publish encoded frames on the `frame` topic")
     frame_format: str = Field("jpeg", pattern="^(jpeg|png)$")

@@ -32,9 +32,10 @@ class Outcome(StrEnum):
     UNKNOWN = "unknown"  # no such control / address
     MALFORMED = "malformed"  # not a parseable message at all
     ERROR = "error"  # an unforeseen failure while handling a request (a bug), answered and survived
+    REFUSED = "refused"  # a sender outside the allow-list: not applied, no state in the answer
 
 
-_PROBLEMS = frozenset({Outcome.REJECTED, Outcome.UNKNOWN, Outcome.MALFORMED, Outcome.ERROR})
+_PROBLEMS = frozenset({Outcome.REJECTED, Outcome.UNKNOWN, Outcome.MALFORMED, Outcome.ERROR, Outcome.REFUSED})
 
 
 @dataclass
@@ -46,6 +47,7 @@ class ControlCounters:
     unknown: int = 0
     malformed: int = 0
     errors: int = 0
+    refused: int = 0
 
 
 class ControlSurface:
@@ -74,6 +76,8 @@ class ControlSurface:
                     self.counters.malformed += 1
                 case Outcome.ERROR:
                     self.counters.errors += 1
+                case Outcome.REFUSED:
+                    self.counters.refused += 1
         if outcome in _PROBLEMS:
             # keyed by the kind of problem alone: a new source port per packet must not buy a line each
             self.log.warning(f"control {outcome.value}", "control %s from %s: %s", outcome.value, source, detail)

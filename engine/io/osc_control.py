@@ -17,9 +17,13 @@ Robustness, checked against python-osc 1.8-1.10:
   are counted as malformed and never reach python-osc's parser;
 - `handle_error` is overridden as a last line of defence: counted, logged rate-limited, serving goes on.
 
+Only senders in the allow-list (`[osc] allow`, loopback by default) are heard: a datagram from anywhere
+else is counted as refused and answered with nothing, so a spoofed source address buys no reply.
+
 `<prefix>/ctl/query` (any arguments) replies with the full current state as one OSC bundle, one message
 per value, sent from the control port to the datagram's source address; `<prefix>/ctl/query <port>`
-replies to the sender's host at that port instead (TouchDesigner sends from an ephemeral port).
+replies to the sender's host at that port instead (TouchDesigner sends from an ephemeral port). With
+`[osc] query_port` set, replies go to that port of the sender's host and nowhere else.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import threading
 from typing import Any
 
 from engine.deps import require
+from engine.io.allow import LOOPBACK, SenderAllowList, exposure
 from engine.io.control import ControlSurface, Outcome, flatten_state
 from engine.threads import OwnedThread
 
@@ -55,10 +60,20 @@ def build_state_bundle(state: dict[str, Any], prefix: str) -> bytes:
 class OscControlServer:
     """UDP OSC control server on (host, port); `start()` binds (errors surface there) and serves."""
 
-    def __init__(self, surface: ControlSurface, host: str = "0.0.0.0", port: int = 9001, prefix: str = "/syn") -> None:
+    def __init__(
+        self,
+        surface: ControlSurface,
+        host: str = "127.0.0.1",
+        port: int = 9001,
+        prefix: str = "/syn",
+        allow: SenderAllowList | None = None,
+        query_port: int | None = None,
+    ) -> None:
         self.surface = surface
         self.host = host
         self.port = port
+        self.allow = allow if allow is not None else SenderAllowList(LOOPBACK)
+        self.query_port = query_port
         self.prefix = prefix.rstrip("/")
         self.ctl_prefix = f"{self.prefix}/ctl/"
         self.replies = 0
@@ -93,19 +108,26 @@ class OscControlServer:
             def handle_error(self, request: Any, client_address: Any) -> None:
                 outer.surface.count(Outcome.MALFORMED, _source(client_address), "error while handling the packet")
 
-            def service_actions(self) -> None:  # called by serve_forever between polls
-                outer.surface.log.flush()
-
         self._server = Server((self.host, self.port), ControlDispatcher(strict_timing=False))
         self._server.timeout = 0.2  # handle_request returns after this, so the thread sees its stop
         self._thread.start()
-        log.info("OSC control on %s:%d (%s*)", *self.address, self.ctl_prefix)
+        log.debug("OSC control on %s:%d (%s*), senders allowed: %s", *self.address, self.ctl_prefix, self.allow)
         return self
 
     def _serve(self, stop: threading.Event) -> None:
         server = self._server
         while not stop.is_set():
             server.handle_request()
+            self.surface.log.flush()  # "N more suppressed" lines once their interval is over
+
+    def describe(self) -> str:
+        host, port = self.address
+        reply = f"; query replies to port {self.query_port}" if self.query_port else ""
+        return f"OSC control on {host}:{port}, senders allowed: {self.allow}{reply}{exposure(host)}"
+
+    def status(self) -> dict[str, Any]:
+        host, port = self.address
+        return {"kind": "osc", "address": f"{host}:{port}", "allow": str(self.allow), "serving": self._thread.alive}
 
     def stop(self, timeout: float = 2.0) -> bool:
         """Stop serving and close the socket; False when the thread did not end (the socket stays open)."""
@@ -125,6 +147,9 @@ class OscControlServer:
     # -- packet handling (server thread) ---------------------------------------------------------------
     def handle_packet(self, data: bytes, client: tuple[str, int], osc_packet: Any) -> None:
         source = _source(client)
+        if client[0] not in self.allow:
+            self.surface.count(Outcome.REFUSED, source, f"sender not in osc.allow ({self.allow})")
+            return
         problem = packet_problem(data)
         if problem:
             self.surface.count(Outcome.MALFORMED, source, problem)
@@ -149,7 +174,9 @@ class OscControlServer:
 
     def reply_state(self, client: tuple[str, int], args: list[Any]) -> None:
         host, port = client[0], client[1]
-        if len(args) == 1 and isinstance(args[0], int) and not isinstance(args[0], bool) and 0 < args[0] < 65536:
+        if self.query_port is not None:
+            port = self.query_port
+        elif len(args) == 1 and isinstance(args[0], int) and not isinstance(args[0], bool) and 0 < args[0] < 65536:
             port = args[0]
         osc_types = require("pythonosc.parsing.osc_types", "OSC control")
         try:

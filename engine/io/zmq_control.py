@@ -22,6 +22,7 @@ import time
 from typing import Any
 
 from engine.deps import require
+from engine.io.allow import LOOPBACK, SenderAllowList, exposure
 from engine.io.control import ControlSurface, Outcome
 from engine.threads import OwnedThread
 
@@ -68,9 +69,16 @@ def parse_request(frames: list[bytes]) -> tuple[str, list[Any]]:
 class ZmqControlServer:
     """REP socket on `endpoint` (e.g. tcp://*:5557); `start()` binds (errors surface there) and serves."""
 
-    def __init__(self, surface: ControlSurface, endpoint: str = "tcp://*:5557", context: Any = None) -> None:
+    def __init__(
+        self,
+        surface: ControlSurface,
+        endpoint: str = "tcp://127.0.0.1:5557",
+        context: Any = None,
+        allow: SenderAllowList | None = None,
+    ) -> None:
         self.surface = surface
         self.endpoint = endpoint
+        self.allow = allow if allow is not None else SenderAllowList(LOOPBACK)
         self._context = context
         self._socket: Any = None
         self._thread = OwnedThread(self._serve, "zmq-control")
@@ -101,8 +109,20 @@ class ZmqControlServer:
             raise
         self._socket = sock
         self._thread.start()
-        log.info("ZeroMQ control on %s", self.bound)
+        log.debug("ZeroMQ control on %s, senders allowed: %s", self.bound, self.allow)
         return self
+
+    def describe(self) -> str:
+        return f"ZeroMQ control on {self.bound}, senders allowed: {self.allow}{exposure(self.bound)}"
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "kind": "zmq",
+            "address": self.bound if self._socket is not None else self.endpoint,
+            "allow": str(self.allow),
+            "serving": self.serving,
+            "internal_errors": self.internal_errors,
+        }
 
     def stop(self, timeout: float = 2.0) -> bool:
         """Stop serving (the thread closes the socket); False when the thread did not end."""
@@ -125,10 +145,14 @@ class ZmqControlServer:
                     self.surface.log.flush()
                     continue
                 try:
-                    frames = sock.recv_multipart(zmq.NOBLOCK)
+                    parts = sock.recv_multipart(zmq.NOBLOCK, copy=False)
                 except zmq.Again:
                     continue
-                reply = self.handle(frames)
+                peer = _peer_address(parts[0], zmq)
+                if peer is not None and peer not in self.allow:
+                    reply = self.refuse(peer)
+                else:
+                    reply = self.handle([p.bytes for p in parts])
                 try:
                     sock.send(reply)
                 except zmq.ZMQError as exc:  # the peer went away; REP is ready for the next request
@@ -136,6 +160,14 @@ class ZmqControlServer:
         finally:
             sock.close(linger=0)
             self._socket = None
+
+    def refuse(self, peer: str) -> bytes:
+        """The answer to a sender outside the allow-list: REP must answer, but nothing is applied or told."""
+        self.seq += 1
+        self.surface.count(Outcome.REFUSED, peer, f"sender not in zmq.ctl_allow ({self.allow})")
+        return json.dumps(
+            {"v": 1, "t": time.time(), "seq": self.seq, "ok": False, "error": "sender not allowed"}
+        ).encode()
 
     def handle(self, frames: list[bytes]) -> bytes:
         """One request -> one reply (bytes); never raises."""
@@ -166,3 +198,11 @@ class ZmqControlServer:
             return json.dumps(reply, default=str, allow_nan=False).encode()
         except ValueError:  # a NaN somewhere in the status: still answer
             return json.dumps(reply, default=str).replace("NaN", "null").encode()
+
+
+def _peer_address(frame: Any, zmq: Any) -> str | None:
+    """The sending host of a received frame (libzmq's "Peer-Address"); None where the transport has none."""
+    try:
+        return frame.get("Peer-Address")
+    except zmq.ZMQError:  # ipc and inproc carry no peer address
+        return None
