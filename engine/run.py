@@ -17,7 +17,7 @@ from engine.io.control import ControlSurface
 from engine.kiosk import setup_kiosk_logging
 from engine.models.bundle import DEFAULT_BUNDLE, load_bundle
 from engine.render.loop import control_state_from_config
-from engine.render.show import QueryState, run_show, start_control_servers, wants_renderer
+from engine.render.show import QueryState, network_lines, run_show, start_control_servers, wants_renderer
 
 if TYPE_CHECKING:
     from engine.io.osc_control import OscControlServer
@@ -52,6 +52,9 @@ def run_from_args(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
         say(f"listening ({engine.source.name}); {engine.backend_message}")
         query = QueryState(engine)
         servers = start_control_servers(cfg, ControlSurface(engine.controls, status=query))
+        for line in network_lines(cfg, engine, servers):
+            say(line)
+        engine.add_status("control_servers", lambda: [server.status() for server in servers])
         if wants_renderer(cfg):
             run_show(engine, cfg, stop, query)
         else:
