@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("synesthesia.run")
 SIGNAL_REASONS = {signal.SIGINT: StopReason.SIGINT, signal.SIGTERM: StopReason.SIGTERM}
 
+
 def _configure_logging(cfg: EngineConfig) -> None:
     """Let the engine's own INFO lines (backend chosen, device state) through unless -v asked for more."""
     logger = logging.getLogger("synesthesia")
