@@ -282,13 +282,11 @@ class Engine:
         prev, self._source_state = self._source_state, src
         if src in SOURCE_DOWN and prev not in SOURCE_DOWN:
             self._down_since = now
-            why = self.source.last_error or src.value
-            say(f"audio source lost: {why}")
-            log.warning("audio source %s lost: %s", self.source.name, why)
+            say(f"audio source lost: {self.source.last_error or src.value}")  # the source has logged it
         elif src is SourceState.RUNNING and self._down_since is not None:
             down_s, self._down_since = now - self._down_since, None
             say(f"audio source back after {down_s:.1f} s")
-            log.warning("audio source %s back after %.1f s", self.source.name, down_s)
+            log.info("audio source %s back after %.1f s", self.source.name, down_s)
         return True
 
     def _publish_state(self, now: float) -> None:

@@ -14,6 +14,7 @@ class OscReceiver:
 
     def __init__(self) -> None:
         self.messages: list[tuple[str, tuple]] = []
+        self.times: list[float] = []  # time.monotonic() of each message's arrival
         self._lock = threading.Lock()
         d = dispatcher.Dispatcher()
         d.set_default_handler(self._record)
@@ -25,6 +26,14 @@ class OscReceiver:
     def _record(self, address: str, *args) -> None:
         with self._lock:
             self.messages.append((address, args))
+            self.times.append(time.monotonic())
+
+    def received(self, address: str, since: float = 0.0) -> list[tuple[float, tuple]]:
+        """(arrival time, args) of every `address` message that arrived at or after `since` (monotonic)."""
+        with self._lock:
+            return [
+                (t, args) for t, (a, args) in zip(self.times, self.messages, strict=True) if a == address and t >= since
+            ]
 
     def addresses(self) -> list[str]:
         with self._lock:

@@ -124,7 +124,7 @@ def test_engine_publishes_every_design_address_over_real_sockets(
     expected = {f"/syn/emotion/{c}" for c in ("angry", "happy", "sad", "neutral")} | {
         "/syn/emotion/label", "/syn/emotion/confidence", "/syn/valence", "/syn/arousal", "/syn/embedding",
         "/syn/state", "/syn/nearest", "/syn/audio/rms", "/syn/audio/onset", "/syn/audio/centroid",
-        "/syn/heartbeat", "/syn/status/fps", "/syn/status/latency_ms",
+        "/syn/heartbeat", "/syn/status/fps", "/syn/status/latency_ms", "/syn/status/source",
     }  # fmt: skip
     assert expected <= got
     beats = [args[0] for args in osc_rx.wait_for("/syn/heartbeat", 2)]
