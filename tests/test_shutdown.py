@@ -15,7 +15,8 @@ from tests.netparts import OscReceiver
 
 def run_cmd(bundle: Path, osc: OscReceiver, *extra: str) -> list[str]:
     cmd = [sys.executable, "-m", "engine", "run", "--headless", "--source", "synth:happy", "--backend", "onnx"]
-    return cmd + ["--bundle", str(bundle), "--osc", f"127.0.0.1:{osc.port}", "--zmq-pub", "tcp://127.0.0.1:*", *extra]
+    cmd += ["--bundle", str(bundle), "--osc", f"127.0.0.1:{osc.port}", "--zmq-pub", "tcp://127.0.0.1:*"]
+    return [*cmd, *extra]
 
 
 def test_duration_reached_is_the_last_line(tiny_bundle: Path) -> None:
