@@ -1,10 +1,12 @@
-"""Real network peers for tests: a python-osc UDP server that records what it receives, free ports."""
+"""Real network peers for tests: a python-osc UDP server that records what it receives, a ZeroMQ
+subscriber, free ports."""
 
 from __future__ import annotations
 
 import socket
 import threading
 import time
+from typing import Any
 
 from pythonosc import dispatcher, osc_server
 
@@ -64,3 +66,15 @@ def free_tcp_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def zmq_subscriber(endpoint: str, topic: bytes = b"") -> tuple[Any, Any]:
+    """(context, SUB socket) connected to `endpoint` for `topic` (all by default); close both when done."""
+    import zmq  # only the tests that talk ZeroMQ need it
+
+    ctx = zmq.Context()
+    sub = ctx.socket(zmq.SUB)
+    sub.setsockopt(zmq.SUBSCRIBE, topic)
+    sub.setsockopt(zmq.LINGER, 0)
+    sub.connect(endpoint)
+    return ctx, sub

@@ -19,7 +19,6 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-import zmq
 
 from engine.app import Engine, run_headless
 from engine.audio.frontend import FrontEndConfig
@@ -28,7 +27,7 @@ from engine.config import build_config
 from engine.models.bundle import load_bundle
 from engine.models.checkpoint import audio_model_from_config
 from tests.bundles import CLASSES
-from tests.netparts import OscReceiver, free_tcp_port
+from tests.netparts import OscReceiver, free_tcp_port, zmq_subscriber
 from trainer.export import write_bundle
 
 pytestmark = pytest.mark.pulse
@@ -65,11 +64,7 @@ def test_end_to_end_mic_to_osc_and_zmq(pulse, decisive_bundle: Path, angry_music
     )
     osc = OscReceiver()
     zmq_port = free_tcp_port()
-    ctx = zmq.Context()
-    sub = ctx.socket(zmq.SUB)
-    sub.setsockopt(zmq.SUBSCRIBE, b"")
-    sub.setsockopt(zmq.LINGER, 0)
-    sub.connect(f"tcp://127.0.0.1:{zmq_port}")
+    ctx, sub = zmq_subscriber(f"tcp://127.0.0.1:{zmq_port}")
     cmd = [sys.executable, "-m", "engine", "run", "--headless", "--source", "mic", "--duration", "8"]
     cmd += ["--bundle", str(decisive_bundle), "--osc", f"127.0.0.1:{osc.port}", "--zmq-pub", f"tcp://*:{zmq_port}"]
     engine = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=pulse.client_env())
@@ -171,11 +166,7 @@ def test_a_lost_device_says_lost_over_osc_sends_zero_audio_and_comes_back(
     config.write_text("[audio]\nreconnect_s = 0.5\nstall_s = 1.0\n")
     osc = OscReceiver()
     zmq_port = free_tcp_port()
-    ctx = zmq.Context()
-    sub = ctx.socket(zmq.SUB)
-    sub.setsockopt(zmq.SUBSCRIBE, b"status")
-    sub.setsockopt(zmq.LINGER, 0)
-    sub.connect(f"tcp://127.0.0.1:{zmq_port}")
+    ctx, sub = zmq_subscriber(f"tcp://127.0.0.1:{zmq_port}", b"status")
     cmd = [sys.executable, "-m", "engine", "run", "--headless", "--source", "mic", "--backend", "onnx"]
     cmd += ["--config", str(config), "--bundle", str(decisive_bundle), "--osc", f"127.0.0.1:{osc.port}"]
     cmd += ["--zmq-pub", f"tcp://127.0.0.1:{zmq_port}"]
