@@ -56,6 +56,8 @@ class NativeStderr:
             try:
                 saved = os.dup(STDERR_FD)
             except OSError:  # no fd 2 at all (a daemon without stderr): nothing to protect
+                saved = None
+            if saved is None:
                 yield
                 return
             t0 = time.monotonic()
