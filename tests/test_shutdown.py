@@ -53,6 +53,7 @@ def test_sigterm_exits_0_within_2_s_and_says_so_on_stderr_and_in_the_kiosk_log(
             proc.kill()
             proc.wait()
         osc.close()
+    print(f"\nSIGTERM to exit: {took:.2f} s")
     assert took < 2.0, f"{took:.2f} s from SIGTERM to exit"
     assert re.fullmatch(r"synesthesia: stopped after \d+\.\d s \(signal SIGTERM\)\n", lines[-1]), lines[-5:]
     assert re.search(r"INFO synesthesia\.run: stopped after \d+\.\d s \(signal SIGTERM\)", log_file.read_text())
