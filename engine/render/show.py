@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from engine.app import Engine
+from engine.app import Engine, StopReason
 from engine.audio.features import AudioFeatures, AudioFrame
 from engine.config import EngineConfig
 from engine.console import say
@@ -142,10 +142,13 @@ def _open_loop(engine: Engine, cfg: EngineConfig, features: Callable[[], AudioFr
     return loop
 
 
-def run_show(engine: Engine, cfg: EngineConfig, stop: threading.Event, query: QueryState | None = None) -> int:
-    """Render on this (main) thread until quit, `stop`, `duration_s` or the end of a non-looping file."""
+def run_show(
+    engine: Engine, cfg: EngineConfig, stop: threading.Event, query: QueryState | None = None
+) -> StopReason | None:
+    """Render on this (main) thread until quit, `stop`, `duration_s` or the end of a non-looping file; the
+    reason, or None when `stop` ended it."""
     feats = AudioFeatures(engine.sample_rate)
-    loop = _open_loop(engine, cfg, lambda: feats(engine.ring))
+    loop = _open_loop(engine, cfg, lambda: engine.audio_frame(feats))
     if query is not None:
         query.render = loop
     engine.add_status("render", loop.snapshot)
@@ -164,4 +167,10 @@ def run_show(engine: Engine, cfg: EngineConfig, stop: threading.Event, query: Qu
     finally:
         loop.close()
     log.info("rendered %d frames", frames)
-    return frames
+    if loop.quit_requested:
+        return StopReason.QUIT
+    if engine.source_ended:
+        return StopReason.SOURCE_ENDED
+    if stop.is_set():
+        return None
+    return StopReason.DURATION
