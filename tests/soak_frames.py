@@ -60,6 +60,9 @@ def main(seconds: float) -> int:
             if time.monotonic() >= next_sample:
                 samples.append((time.monotonic() - start, rss_kib(proc.pid)))
                 next_sample += 10.0
+                if len(samples) % 30 == 0:  # a progress line every 5 min, so a cut-short run still tells
+                    t, kib = samples[-1]
+                    print(json.dumps({"t_s": round(t), "rss_mib": round(kib / 1024, 1), "frames": frames}), flush=True)
     finally:
         alive = proc.poll() is None
         if alive:
