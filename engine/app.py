@@ -17,6 +17,12 @@ the per-frame audio features, heartbeat and status when they are due. A render l
 
 `engine.controls` is what the control servers write; `engine.sender.publish(Topic.FRAME, ...)` publishes
 frames; `engine.add_status(name, fn)` adds a section (e.g. the renderer's) to the status message.
+
+A source that is lost or stalled shows everywhere at once: `/syn/state` (and the ZeroMQ emotion/status
+`state`) says `lost` on change and every hop while it lasts (no windows arrive to carry it), the audio
+features go to zero (a frozen ring would otherwise repeat its last RMS at 30 Hz), `/syn/status/source`
+carries the source state on change and with every status, and the operator gets one line on loss and on
+recovery.
 """
 
 from __future__ import annotations
@@ -27,10 +33,11 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import replace
+from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from engine.analysis.state import EmotionState, StateKind
-from engine.audio.features import AudioFeatures
+from engine.audio.features import AudioFeatures, AudioFrame
 from engine.audio.ringbuffer import RingBuffer
 from engine.audio.source import Source, SourceState
 from engine.audio.sources import mic_available, open_source
@@ -40,7 +47,17 @@ from engine.console import say
 from engine.controls import Controls
 from engine.deps import require
 from engine.errors import MissingDependencyError
-from engine.io.schema import OscAddresses, Topic, audio_json, audio_osc, emotion_json, state_osc, status_osc
+from engine.io.schema import (
+    OscAddresses,
+    Topic,
+    audio_json,
+    audio_osc,
+    bare_state_json,
+    bare_state_osc,
+    emotion_json,
+    state_osc,
+    status_osc,
+)
 from engine.io.sender import Sender
 from engine.kiosk import StageSupervisor
 from engine.models.bundle import Bundle
@@ -55,6 +72,21 @@ log = logging.getLogger("synesthesia.app")
 DEMO_SOURCE = "synth:neutral"
 STATUS_PERIOD_S = 1.0
 SUPERVISE_PERIOD_S = 1.0
+SOURCE_DOWN = frozenset({SourceState.LOST, SourceState.STALLED})  # no audio now; the source keeps reopening
+SILENT_FRAME = AudioFrame(0.0, 0.0, 0.0)  # what /syn/audio/* says while the source is down
+# states the Engine sets over the tracker's: leaving one is sent at once, not at the next window
+ENGINE_KINDS = frozenset({StateKind.FROZEN, StateKind.OVERRIDE, StateKind.LOST})
+
+
+class StopReason(Enum):
+    """Why `synesthesia run` ended: the last line it says (engine/run.py)."""
+
+    DURATION = "duration reached"
+    SIGINT = "signal SIGINT"
+    SIGTERM = "signal SIGTERM"
+    SOURCE_ENDED = "source ended"
+    QUIT = "window closed or quit key"
+    ERROR = "error"
 
 
 class Engine:
@@ -89,6 +121,9 @@ class Engine:
         self._next_audio = 0.0
         self._next_status = 0.0
         self._last_state_sent: StateKind | None = None
+        self._next_state = 0.0
+        self._source_state: SourceState | None = None
+        self._down_since: float | None = None
 
     # -- lifecycle --------------------------------------------------------------------------------------
 
@@ -214,14 +249,66 @@ class Engine:
         now = time.monotonic() if now is None else now
         return float(sum(1 for t in self._frames if now - t <= 1.0))
 
+    @property
+    def source_down(self) -> bool:
+        """The source is lost or stalled: no audio arrives (it keeps trying to reopen)."""
+        return self.source is not None and self.source.state in SOURCE_DOWN
+
+    def audio_frame(self, features: AudioFeatures) -> AudioFrame:
+        """`features(ring)`, or zeros while the source is down (the ring would repeat its last samples)."""
+        if self.source_down:
+            features.reset()  # the spectrum from before the outage must not make an onset after it
+            return SILENT_FRAME
+        return features(self.ring)
+
     def _effective_kind(self) -> StateKind | None:
+        """The operator's freeze/override first (the values come from them, heard or not), then a lost source,
+        then the tracker's state."""
         ctl = self.controls.snapshot()
         if ctl.freeze:
             return StateKind.FROZEN
         if ctl.override is not None:
             return StateKind.OVERRIDE
+        if self.source_down:
+            return StateKind.LOST
         state = self.latest()
         return None if state is None else state.state
+
+    def _watch_source(self, now: float) -> bool:
+        """Say when the source goes down and comes back; True when its state changed."""
+        src = self.source.state if self.source is not None else None
+        if src is self._source_state:
+            return False
+        prev, self._source_state = self._source_state, src
+        if src in SOURCE_DOWN and prev not in SOURCE_DOWN:
+            self._down_since = now
+            say(f"audio source lost: {self.source.last_error or src.value}")  # the source has logged it
+        elif src is SourceState.RUNNING and self._down_since is not None:
+            down_s, self._down_since = now - self._down_since, None
+            say(f"audio source back after {down_s:.1f} s")
+            log.info("audio source %s back after %.1f s", self.source.name, down_s)
+        return True
+
+    def _publish_state(self, now: float) -> None:
+        """Send the effective state when it changes (and every hop while lost: no windows carry it then)."""
+        kind = self._effective_kind()
+        if kind is None:
+            return
+        state = self.latest()
+        tracked = state.state if state is not None else None
+        changed = kind is not self._last_state_sent
+        if not changed and not (kind is StateKind.LOST and now >= self._next_state):
+            return
+        # the analysis sends the tracker's state every hop; the engine sends what it set, or leaving it
+        if kind is not tracked or self._last_state_sent in ENGINE_KINDS:
+            if state is None:
+                msg = bare_state_json(kind.value), bare_state_osc(self.addresses, kind.value)
+            else:
+                shown = replace(state, state=kind)
+                msg = emotion_json(shown, None), state_osc(self.addresses, shown)
+            self.sender.publish(Topic.EMOTION, *msg)
+        self._last_state_sent = kind
+        self._next_state = now + self.config.audio.hop_s
 
     def tick(self, now: float | None = None, frame_done: bool = False) -> float:
         """Publish what is due (audio features, state changes, heartbeat + status); returns seconds to the next."""
@@ -231,18 +318,14 @@ class Engine:
         sender = self.sender
         if sender is None:
             return STATUS_PERIOD_S
+        if self._watch_source(now):
+            self._next_status = now  # /syn/status/source on change
         if now >= self._next_audio:
-            frame = self._features(self.ring)
+            frame = self.audio_frame(self._features)
             sender.publish(Topic.AUDIO, audio_json(frame), audio_osc(self.addresses, frame))
             period = 1.0 / self.config.osc.audio_rate_hz
             self._next_audio = max(self._next_audio + period, now - period)  # no burst after a stall
-        kind = self._effective_kind()
-        state = self.latest()
-        if kind is not None and kind is not self._last_state_sent and state is not None:
-            if kind is not state.state:  # a control changed it between hops: say so now
-                changed = replace(state, state=kind)
-                sender.publish(Topic.EMOTION, emotion_json(changed, None), state_osc(self.addresses, changed))
-            self._last_state_sent = kind
+        self._publish_state(now)
         if now >= self._next_check:
             self._next_check = now + SUPERVISE_PERIOD_S
             self.supervise_analysis(now)
@@ -277,9 +360,9 @@ class Engine:
         now = time.monotonic() if now is None else now
         self._heartbeat += 1
         status = self.status(now)
-        self.sender.publish(
-            Topic.STATUS, status, status_osc(self.addresses, self._heartbeat, status["fps"], status["latency_ms"])
-        )
+        source = self.source.state.value if self.source is not None else None
+        osc = status_osc(self.addresses, self._heartbeat, status["fps"], status["latency_ms"], source)
+        self.sender.publish(Topic.STATUS, status, osc)
 
     def status(self, now: float | None = None) -> dict[str, Any]:
         now = time.monotonic() if now is None else now
@@ -311,15 +394,17 @@ class Engine:
 # -- command line --------------------------------------------------------------------------------------
 
 
-def run_headless(engine: Engine, duration_s: float | None, stop: threading.Event) -> None:
-    """Tick until `duration_s`, `stop`, or the end of a file that does not loop."""
+def run_headless(engine: Engine, duration_s: float | None, stop: threading.Event) -> StopReason | None:
+    """Tick until `duration_s`, `stop`, or the end of a file that does not loop; the reason, or None when
+    `stop` ended it (the caller knows who set it)."""
     end = None if duration_s is None else time.monotonic() + duration_s
     while not stop.is_set():
         wait = engine.tick()
         now = time.monotonic()
         if end is not None and now >= end:
-            break
+            return StopReason.DURATION
         if engine.source_ended:
             say("the source has ended")
-            break
+            return StopReason.SOURCE_ENDED
         stop.wait(min(wait, end - now) if end is not None else wait)
+    return None

@@ -1,7 +1,8 @@
 """`synesthesia check`: preflight for a venue — config, bundle, backends, audio input, display, ports, frame rate.
 
 Each check prints one line (OK / WARN / FAIL and what it found). Exit 0 when nothing would stop the show,
-1 when a check failed. Nothing is left open: sockets are bound and closed, streams are not started.
+1 when a check failed, 2 when the config or the bundle is invalid (the CLI's exit code for those: the line
+names the key or file). Nothing is left open: sockets are bound and closed, streams are not started.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
-from engine.config import EngineConfig, load_config, parse_hostport
-from engine.errors import SynesthesiaError
+from engine.config import EngineConfig, load_config, osc_in_overrides, parse_hostport
+from engine.errors import BundleError, ConfigError, SynesthesiaError
+from engine.io.allow import SenderAllowList, exposure
 
 
 class Verdict(StrEnum):
@@ -76,6 +78,13 @@ def check_display(cfg: EngineConfig) -> CheckResult:
     return CheckResult("display", Verdict.OK, f"display {cfg.render.display} of {n}: {w}x{h}")
 
 
+def _control_result(name: str, where: str, bound: str, allow: SenderAllowList) -> CheckResult:
+    """A free control port, who may use it, and a warning when anyone on the network may."""
+    detail = f"{where}; senders allowed: {allow}{exposure(bound)}"
+    open_to_all = allow.everyone and exposure(bound)
+    return CheckResult(name, Verdict.WARN if open_to_all else Verdict.OK, detail)
+
+
 def check_ports(cfg: EngineConfig) -> list[CheckResult]:
     results = []
     for target in cfg.osc.targets if cfg.osc.enabled else []:
@@ -89,7 +98,8 @@ def check_ports(cfg: EngineConfig) -> list[CheckResult]:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             try:
                 s.bind((cfg.osc.in_host, cfg.osc.in_port))
-                results.append(CheckResult("osc in", Verdict.OK, f"udp {cfg.osc.in_host}:{cfg.osc.in_port} free"))
+                where = f"udp {cfg.osc.in_host}:{cfg.osc.in_port} free"
+                results.append(_control_result("osc in", where, cfg.osc.in_host, SenderAllowList(cfg.osc.allow)))
             except OSError as exc:
                 results.append(CheckResult("osc in", Verdict.FAIL, f"udp port {cfg.osc.in_port}: {exc}"))
     if cfg.zmq.enabled:
@@ -104,7 +114,10 @@ def check_ports(cfg: EngineConfig) -> list[CheckResult]:
                 sock.linger = 0
                 try:
                     sock.bind(addr)
-                    results.append(CheckResult(name, Verdict.OK, f"{addr} free"))
+                    if kind == zmq.REP:
+                        results.append(_control_result(name, f"{addr} free", addr, SenderAllowList(cfg.zmq.ctl_allow)))
+                    else:
+                        results.append(CheckResult(name, Verdict.OK, f"{addr} free{exposure(addr)}"))
                 except zmq.ZMQError as exc:
                     results.append(CheckResult(name, Verdict.FAIL, f"{addr}: {exc}"))
                 finally:
@@ -154,13 +167,28 @@ def _guard(name: str, fn: Callable[[], list[CheckResult] | CheckResult]) -> list
     return out if isinstance(out, list) else [out]
 
 
+def check_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The network flags `check` shares with `run` (so `check --zmq-ctl ADDR` checks what `run` would bind)."""
+    o: dict[str, Any] = {}
+    if getattr(args, "osc", None):
+        o.setdefault("osc", {})["targets"] = args.osc
+    if getattr(args, "osc_in", None) is not None:
+        o.setdefault("osc", {}).update(osc_in_overrides(args.osc_in))
+    for flag, key in (("zmq_pub", "pub"), ("zmq_ctl", "ctl")):
+        if getattr(args, flag, None) is not None:
+            o.setdefault("zmq", {})[key] = getattr(args, flag)
+    return o
+
+
 def run_check(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     results: list[CheckResult] = []
+    invalid = False  # config or bundle invalid: exit 2, as every other command does
     try:
-        cfg = load_config(args.config)
+        cfg = load_config(args.config, check_overrides(args))
         results.append(CheckResult("config", Verdict.OK, str(Path(args.config)) if args.config else "defaults"))
     except SynesthesiaError as exc:
         results.append(CheckResult("config", Verdict.FAIL, str(exc)))
+        invalid = isinstance(exc, ConfigError)
         cfg = None
     classes: list[str] = []
     if cfg is not None:
@@ -169,6 +197,7 @@ def run_check(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
             results += model_results
         except (SynesthesiaError, OSError, RuntimeError, ValueError) as exc:
             results.append(CheckResult("bundle", Verdict.FAIL, str(exc)))
+            invalid = isinstance(exc, BundleError)
         results += _guard("audio", lambda: check_audio(cfg, classes))
         results += _guard("display", lambda: check_display(cfg))
         results += _guard("ports", lambda: check_ports(cfg))
@@ -179,4 +208,4 @@ def run_check(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         f"{'not ready' if failed else 'ready'}: {len(failed)} failed, "
         f"{sum(r.verdict is Verdict.WARN for r in results)} warnings\n"
     )
-    return 1 if failed else 0
+    return 2 if invalid else 1 if failed else 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -28,7 +29,12 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", choices=["auto", "torch", "onnx", "tensorrt"], help="inference backend")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="inference device")
     p.add_argument("--osc", action="append", metavar="HOST:PORT", help="OSC target (repeatable)")
-    p.add_argument("--osc-in", type=int, metavar="PORT", help="OSC control port (0: none)")
+    p.add_argument(
+        "--osc-in",
+        type=_osc_in,
+        metavar="[HOST:]PORT",
+        help="OSC control port on HOST (127.0.0.1); 0: none",
+    )
     p.add_argument("--zmq-pub", metavar="ADDR", help="ZeroMQ PUB address, e.g. tcp://*:5556")
     p.add_argument("--zmq-ctl", metavar="ADDR", help="ZeroMQ control (REP) address, e.g. tcp://*:5557")
     p.add_argument("--kiosk", action="store_true", default=None, help="unattended: fullscreen, no HUD, log file")
@@ -37,6 +43,30 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--zmq-frames", action="store_true", default=None, help="publish frames on the ZMQ frame topic")
     p.add_argument("--hud", action="store_true", default=None, help="start with the on-screen readout")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+
+
+def _osc_in(text: str) -> tuple[str | None, int]:
+    from engine.config import parse_osc_in
+
+    try:
+        return parse_osc_in(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _hop_seconds(text: str) -> float:
+    """`analyze --hop`: a finite number of seconds, 0.05..3600 (argparse names the flag, exit 2)."""
+    from engine.analysis.offline import MAX_HOP_S, MIN_HOP_S
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds, got {text!r}")
+    if not MIN_HOP_S <= value <= MAX_HOP_S:
+        raise argparse.ArgumentTypeError(f"must be {MIN_HOP_S}..{MAX_HOP_S:g} s, got {text}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,12 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
         "analyze",
         help="offline: one JSON line per window, then a summary line per file",
         description="Analyse audio files in 3 s windows. With --json, each window prints "
-        '{"file", "t", "label", "probs", "valence", "arousal", "silent"} and each file ends with a line '
-        'holding "summary": true. Unreadable files are reported on stderr; the rest still run (exit 2).',
+        '{"file", "t", "label", "probs", "valence", "arousal", "silent", "nonfinite_samples"} and each file ends '
+        'with a line holding "summary": true. NaN/inf samples are analysed as 0 and counted (stderr and '
+        '"nonfinite_samples"). Unreadable files are reported on stderr; the rest still run (exit 2).',
     )
     a.add_argument("files", nargs="+", metavar="FILE", help="wav/flac/ogg/mp3 files")
     a.add_argument("--json", action="store_true", help="JSON lines instead of a readable table")
-    a.add_argument("--hop", type=float, default=0.5, metavar="S", help="seconds between windows (default 0.5)")
+    a.add_argument("--hop", type=_hop_seconds, default=0.5, metavar="S", help="seconds between windows (default 0.5)")
     a.add_argument("--bundle", metavar="DIR", help="model bundle (default: the bundled default)")
     a.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx", "tensorrt"])
     a.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -88,6 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     c.add_argument("--config", metavar="F")
     c.add_argument("--bundle", metavar="DIR")
+    c.add_argument("--osc", action="append", metavar="HOST:PORT", help="OSC target (repeatable), as for run")
+    c.add_argument("--osc-in", type=_osc_in, metavar="[HOST:]PORT", help="OSC control port (0: none), as for run")
+    c.add_argument("--zmq-pub", metavar="ADDR", help="ZeroMQ PUB address, as for run")
+    c.add_argument("--zmq-ctl", metavar="ADDR", help="ZeroMQ control (REP) address, as for run")
     return parser
 
 
@@ -117,7 +152,9 @@ def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
     put("render.device", args.device)
     put("osc.targets", args.osc)
     if args.osc_in is not None:
-        put("osc.in_port", args.osc_in or None)
+        from engine.config import osc_in_overrides
+
+        o.setdefault("osc", {}).update(osc_in_overrides(args.osc_in))
     put("zmq.pub", args.zmq_pub)
     put("zmq.ctl", args.zmq_ctl)
     put("zmq.frames", args.zmq_frames)

@@ -2,6 +2,11 @@
 
 An unknown key, a wrong type or an out-of-range value is a ConfigError naming the key's path
 (e.g. `osc.targets.0: expected HOST:PORT`). Command-line flags override the file (see cli.py).
+
+Validation is strict: no coercion (`vsync = "yes"` and `fps = "60"` are errors; a TOML integer is
+accepted where a float is expected), no NaN or infinity anywhere, every number bounded by what the
+engine can really use, every port 1..65535 (a port past 65535 would otherwise wrap around in the
+socket layer and bind something else).
 """
 
 from __future__ import annotations
@@ -9,16 +14,22 @@ from __future__ import annotations
 import tomllib
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from engine.errors import ConfigError
 from engine.inference.base import BackendKind
+from engine.io.allow import LOOPBACK, parse_network
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False, strict=True, allow_inf_nan=False)
+
+
+# Enum fields are `strict=False`: TOML and flags give their value as a string (there is no enum type).
+MAX_PORT = 65535
+INT32_MAX = 2**31 - 1  # libzmq's int socket options (SNDHWM) and the generator seed
 
 
 class Device(StrEnum):
@@ -28,10 +39,63 @@ class Device(StrEnum):
 
 
 def parse_hostport(value: str) -> tuple[str, int]:
+    """(host, port) of "HOST:PORT"; ValueError unless the port is 1..65535."""
     host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not host or not port.isdigit():
         raise ValueError(f"expected HOST:PORT, got {value!r}")
+    if not 0 < int(port) <= MAX_PORT:
+        raise ValueError(f"port {port} out of range 1..{MAX_PORT} in {value!r}")
     return host, int(port)
+
+
+def parse_osc_in(value: str) -> tuple[str | None, int]:
+    """`--osc-in`: PORT or HOST:PORT -> (host or None, port); port 0 means no OSC control server."""
+    host, sep, port = value.rpartition(":")
+    if not port.isdigit() or (sep and not host):
+        raise ValueError(f"expected PORT or HOST:PORT, got {value!r}")
+    if int(port) > MAX_PORT:
+        raise ValueError(f"port {port} out of range 0..{MAX_PORT} in {value!r}")
+    return (host.strip("[]") if sep else None), int(port)
+
+
+def osc_in_overrides(value: tuple[str | None, int] | None) -> dict[str, Any]:
+    """`--osc-in` as config overrides of the `osc` section (`run` and `check` share it)."""
+    if value is None:
+        return {}
+    host, port = value
+    return {"in_port": port or None} | ({"in_host": host} if host else {})
+
+
+def _hostport(value: str) -> str:
+    parse_hostport(value)
+    return value
+
+
+def _network(value: str) -> str:
+    parse_network(value)
+    return value
+
+
+def check_zmq_endpoint(value: str) -> str:
+    """A ZeroMQ endpoint: tcp://HOST:PORT (host `*` = every interface, port `*` = any free one), ipc://PATH
+    or inproc://NAME; ValueError otherwise. libzmq itself would wrap port 70000 around to 4464."""
+    transport, sep, rest = value.partition("://")
+    if not sep or not rest:
+        raise ValueError(f"expected tcp://HOST:PORT, got {value!r}")
+    if transport in ("ipc", "inproc"):
+        return value
+    if transport != "tcp":
+        raise ValueError(f"transport {transport!r} not supported (tcp, ipc or inproc), got {value!r}")
+    host, sep, port = rest.rpartition(":")
+    if not sep or not host:
+        raise ValueError(f"expected tcp://HOST:PORT, got {value!r}")
+    if port == "*":
+        return value
+    if not port.isdigit():
+        raise ValueError(f"port {port!r} is not a number in {value!r}")
+    if not 0 < int(port) <= MAX_PORT:
+        raise ValueError(f"port {port} out of range 1..{MAX_PORT} in {value!r}")
+    return value
 
 
 class AudioSettings(_Section):
@@ -41,8 +105,8 @@ class AudioSettings(_Section):
     hop_s: float = Field(0.5, gt=0, le=3.0, description="time between analysis windows")
     block_ms: float = Field(20.0, gt=0, le=200, description="capture block length")
     ring_s: float = Field(10.0, ge=4.0, le=120, description="ring buffer length")
-    reconnect_s: float = Field(2.0, gt=0, description="wait between attempts to reopen a lost device")
-    stall_s: float = Field(2.0, gt=0, description="no audio from an open device for this long: it is lost")
+    reconnect_s: float = Field(2.0, gt=0, le=3600, description="wait between attempts to reopen a lost device")
+    stall_s: float = Field(2.0, gt=0, le=3600, description="no audio from an open device for this long: it is lost")
 
     @field_validator("source")
     @classmethod
@@ -56,40 +120,47 @@ class AudioSettings(_Section):
 
 
 class AnalysisSettings(_Section):
-    backend: BackendKind = BackendKind.AUTO
-    device: Device = Device.AUTO
-    attack_s: float = Field(0.6, ge=0, description="smoothing time constant when a value rises")
-    release_s: float = Field(1.5, ge=0, description="smoothing time constant when a value falls")
+    backend: BackendKind = Field(BackendKind.AUTO, strict=False)
+    device: Device = Field(Device.AUTO, strict=False)
+    attack_s: float = Field(0.6, ge=0, le=600, description="smoothing time constant when a value rises")
+    release_s: float = Field(1.5, ge=0, le=600, description="smoothing time constant when a value falls")
     hysteresis_margin: float = Field(0.1, ge=0, le=1, description="a challenger's probability lead to switch label")
-    hysteresis_hops: int = Field(2, ge=1, description="hops a challenger must lead before the label switches")
-    silence_hops: int = Field(2, ge=1, description="consecutive silent windows before the state is silent")
+    hysteresis_hops: int = Field(2, ge=1, le=1000, description="hops a challenger must lead before the label switches")
+    silence_hops: int = Field(2, ge=1, le=1000, description="consecutive silent windows before the state is silent")
 
 
 class OscSettings(_Section):
     enabled: bool = True
-    targets: list[str] = Field(default_factory=lambda: ["127.0.0.1:9000"])
+    targets: list[Annotated[str, AfterValidator(_hostport)]] = Field(default_factory=lambda: ["127.0.0.1:9000"])
     prefix: str = Field("/syn", pattern=r"^(/[A-Za-z0-9_.-]+)+$")
-    in_port: int | None = Field(9001, ge=0, lt=65536, description="control port (None: no control server)")
-    in_host: str = "0.0.0.0"
+    in_port: int | None = Field(9001, ge=0, le=MAX_PORT, description="control port (None or 0: no control server)")
+    in_host: str = Field("127.0.0.1", description="address the control port binds (0.0.0.0: every interface)")
+    allow: list[Annotated[str, AfterValidator(_network)]] = Field(
+        default_factory=lambda: list(LOOPBACK), description="sender networks whose control messages are applied"
+    )
+    query_port: int | None = Field(
+        None, ge=1, le=MAX_PORT, description="query replies go to this port of the sender's host only"
+    )
     audio_rate_hz: float = Field(30.0, gt=0, le=200)
-    queue_size: int = Field(1024, ge=8)
-
-    @field_validator("targets")
-    @classmethod
-    def _targets(cls, v: list[str]) -> list[str]:
-        for t in v:
-            parse_hostport(t)
-        return v
+    queue_size: int = Field(1024, ge=8, le=1_000_000)
 
 
 class ZmqSettings(_Section):
     enabled: bool = True
-    pub: str = "tcp://*:5556"
-    ctl: str | None = "tcp://*:5557"
-    hwm: int = Field(100, ge=1, description="ZMQ send high-water mark (messages) per subscriber")
+    pub: str = "tcp://127.0.0.1:5556"
+    ctl: str | None = "tcp://127.0.0.1:5557"
+    ctl_allow: list[Annotated[str, AfterValidator(_network)]] = Field(
+        default_factory=lambda: list(LOOPBACK), description="sender networks whose control requests are applied"
+    )
+    hwm: int = Field(100, ge=1, le=1_000_000, description="ZMQ send high-water mark (messages) per subscriber")
     frames: bool = Field(False, description="publish encoded frames on the `frame` topic")
     frame_format: str = Field("jpeg", pattern="^(jpeg|png)$")
-    frame_every: int = Field(1, ge=1, description="publish every Nth frame")
+    frame_every: int = Field(1, ge=1, le=10_000, description="publish every Nth frame")
+
+    @field_validator("pub", "ctl")
+    @classmethod
+    def _endpoint(cls, v: str | None) -> str | None:
+        return None if v is None else check_zmq_endpoint(v)
 
 
 class GeneratorMode(StrEnum):
@@ -101,7 +172,7 @@ class GeneratorMode(StrEnum):
 class RenderSettings(_Section):
     headless: bool = False
     fullscreen: bool = False
-    display: int = Field(0, ge=0)
+    display: int = Field(0, ge=0, le=64)
     width: int = Field(1280, ge=64, le=7680)
     height: int = Field(720, ge=64, le=4320)
     fps: float = Field(60.0, gt=0, le=480)
@@ -109,27 +180,27 @@ class RenderSettings(_Section):
     hud: bool = False
     trails: float = Field(0.0, ge=0, lt=1, description="feedback: share of the last frame kept")
     grade: float = Field(0.6, ge=0, le=1, description="colour grade strength from valence/arousal (0: none)")
-    generator_mode: GeneratorMode = GeneratorMode.AUTO
+    generator_mode: GeneratorMode = Field(GeneratorMode.AUTO, strict=False)
     intensity: float = Field(1.0, ge=0, le=1)
     speed: float = Field(1.0, ge=0, le=10)
-    condition_tau_s: float = Field(1.0, gt=0, description="time constant of the condition easing")
-    seed: int = 0
+    condition_tau_s: float = Field(1.0, gt=0, le=600, description="time constant of the condition easing")
+    seed: int = Field(0, ge=0, le=INT32_MAX)
     frames_dir: str | None = Field(None, description="headless: write frames here as PNG")
-    backend: BackendKind = BackendKind.AUTO
-    device: Device = Device.AUTO
+    backend: BackendKind = Field(BackendKind.AUTO, strict=False)
+    device: Device = Field(Device.AUTO, strict=False)
 
 
 class KioskSettings(_Section):
     enabled: bool = False
     log_file: str = "synesthesia.log"
-    log_max_mb: float = Field(10.0, gt=0)
-    log_backups: int = Field(5, ge=0)
-    restart_limit: int = Field(100, ge=0, description="in-process stage restarts before giving up")
+    log_max_mb: float = Field(10.0, gt=0, le=100_000)
+    log_backups: int = Field(5, ge=0, le=1000)
+    restart_limit: int = Field(100, ge=0, le=1_000_000, description="in-process stage restarts before giving up")
 
 
 class EngineConfig(_Section):
     bundle: str | None = Field(None, description="bundle directory (None: the default bundle)")
-    duration_s: float | None = Field(None, gt=0, description="stop after this many seconds")
+    duration_s: float | None = Field(None, gt=0, le=10 * 365 * 86400, description="stop after this many seconds")
     log_level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
     audio: AudioSettings = Field(default_factory=AudioSettings)
     analysis: AnalysisSettings = Field(default_factory=AnalysisSettings)
@@ -139,12 +210,36 @@ class EngineConfig(_Section):
     kiosk: KioskSettings = Field(default_factory=KioskSettings)
 
 
+# pydantic error type -> what the operator reads (the input is appended)
+_TYPE_MESSAGES = {
+    "finite_number": "must be a finite number (not nan or inf)",
+    "bool_type": "must be a boolean (true or false)",
+    "float_type": "must be a number",
+    "int_type": "must be an integer",
+    "string_type": "must be a string",
+    "list_type": "must be a list",
+    "model_type": "must be a table",
+    "dict_type": "must be a table",
+}
+
+
+def _describe(err: Any) -> str:
+    if err["type"] == "extra_forbidden":
+        return "unknown key"
+    if err["type"] == "value_error":  # our validators' messages already quote the value
+        return str(err["ctx"]["error"]) if "ctx" in err else err["msg"]
+    what = _TYPE_MESSAGES.get(err["type"], err["msg"])
+    if err["type"] == "missing" or isinstance(err.get("input"), dict):
+        return what
+    shown = repr(err.get("input"))
+    return f"{what}, got {shown if len(shown) <= 60 else shown[:60] + '...'}"
+
+
 def _format_error(exc: ValidationError, origin: str) -> ConfigError:
     lines = []
     for err in exc.errors():
         key = ".".join(str(p) for p in err["loc"]) or "(root)"
-        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-        lines.append(f"{key}: {msg}")
+        lines.append(f"{key}: {_describe(err)}")
     more = f" (+{len(lines) - 1} more: {'; '.join(lines[1:])})" if len(lines) > 1 else ""
     return ConfigError(f"{origin}: {lines[0]}{more}")
 

@@ -38,11 +38,28 @@ class ControlState:
     hud: bool = False
 
 
-def _float(name: str, args: tuple[Any, ...], lo: float, hi: float | None = None) -> float:
+def _number(name: str, args: tuple[Any, ...], what: str = "one number") -> float:
+    """The single finite numeric argument as a float; bools, NaN, inf and huge ints are refused."""
     if len(args) != 1 or isinstance(args[0], bool) or not isinstance(args[0], int | float):
-        raise ControlError(f"{name} takes one number, got {args!r}")
-    v = float(args[0])
-    if math.isnan(v) or v < lo or (hi is not None and v > hi):
+        raise ControlError(f"{name} takes {what}, got {_short(args)}")
+    try:
+        v = float(args[0])
+    except OverflowError:  # an int too large for a float
+        raise ControlError(f"{name} must be a finite number, got an integer of {len(str(args[0]))} digits") from None
+    if not math.isfinite(v):
+        raise ControlError(f"{name} must be a finite number, got {v}")
+    return v
+
+
+def _short(args: tuple[Any, ...], limit: int = 80) -> str:
+    """repr(args) cut to `limit` characters: a reply or log line must not echo a 60 KB payload."""
+    text = repr(args)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def _float(name: str, args: tuple[Any, ...], lo: float, hi: float | None = None) -> float:
+    v = _number(name, args)
+    if v < lo or (hi is not None and v > hi):
         bound = f"{lo}..{hi}" if hi is not None else f">= {lo}"
         raise ControlError(f"{name} must be {bound}, got {v}")
     return v
@@ -50,7 +67,7 @@ def _float(name: str, args: tuple[Any, ...], lo: float, hi: float | None = None)
 
 def _flag(name: str, args: tuple[Any, ...]) -> bool:
     if len(args) != 1 or isinstance(args[0], str) or args[0] not in (0, 1, True, False, 0.0, 1.0):
-        raise ControlError(f"{name} takes 0 or 1, got {args!r}")
+        raise ControlError(f"{name} takes 0 or 1, got {_short(args)}")
     return bool(args[0])
 
 
@@ -85,11 +102,10 @@ class Controls:
             case "hud":
                 return replace(state, hud=_flag(name, args))
             case "seed":
-                if len(args) != 1 or isinstance(args[0], bool) or not isinstance(args[0], int | float):
-                    raise ControlError(f"seed takes one integer, got {args!r}")
-                if float(args[0]) != int(args[0]) or not 0 <= int(args[0]) < 2**31:
-                    raise ControlError(f"seed must be an integer 0..2^31-1, got {args[0]!r}")
-                return replace(state, seed=int(args[0]), seed_generation=state.seed_generation + 1)
+                v = _number(name, args, "one integer")
+                if v != int(v) or not 0 <= v < 2**31:
+                    raise ControlError(f"seed must be an integer 0..2^31-1, got {_short(args)}")
+                return replace(state, seed=int(v), seed_generation=state.seed_generation + 1)
             case "override":
                 return replace(state, override=self._override(args))
         raise ControlError(f"unknown control {name!r}")
@@ -100,13 +116,13 @@ class Controls:
             if label in ("none", "off", ""):
                 return None
             if label not in self._classes:
-                raise ControlError(f"override label must be one of {self._classes} or none, got {args[0]!r}")
+                raise ControlError(f"override label must be one of {self._classes} or none, got {_short(args)}")
             return Override(label=label)
         if len(args) == 2:
             v = _float("override valence", args[:1], -1.0, 1.0)
             a = _float("override arousal", args[1:], -1.0, 1.0)
             return Override(valence=v, arousal=a)
-        raise ControlError(f"override takes a class name, none, or valence and arousal; got {args!r}")
+        raise ControlError(f"override takes a class name, none, or valence and arousal; got {_short(args)}")
 
     def apply(self, name: str, *args: Any) -> ControlState:
         """Validate and apply one control; raises ControlError (and counts it) when invalid."""

@@ -1,10 +1,12 @@
-"""Real network peers for tests: a python-osc UDP server that records what it receives, free ports."""
+"""Real network peers for tests: a python-osc UDP server that records what it receives, a ZeroMQ
+subscriber, free ports."""
 
 from __future__ import annotations
 
 import socket
 import threading
 import time
+from typing import Any
 
 from pythonosc import dispatcher, osc_server
 
@@ -14,6 +16,7 @@ class OscReceiver:
 
     def __init__(self) -> None:
         self.messages: list[tuple[str, tuple]] = []
+        self.times: list[float] = []  # time.monotonic() of each message's arrival
         self._lock = threading.Lock()
         d = dispatcher.Dispatcher()
         d.set_default_handler(self._record)
@@ -25,6 +28,14 @@ class OscReceiver:
     def _record(self, address: str, *args) -> None:
         with self._lock:
             self.messages.append((address, args))
+            self.times.append(time.monotonic())
+
+    def received(self, address: str, since: float = 0.0) -> list[tuple[float, tuple]]:
+        """(arrival time, args) of every `address` message that arrived at or after `since` (monotonic)."""
+        with self._lock:
+            return [
+                (t, args) for t, (a, args) in zip(self.times, self.messages, strict=True) if a == address and t >= since
+            ]
 
     def addresses(self) -> list[str]:
         with self._lock:
@@ -55,3 +66,15 @@ def free_tcp_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def zmq_subscriber(endpoint: str, topic: bytes = b"") -> tuple[Any, Any]:
+    """(context, SUB socket) connected to `endpoint` for `topic` (all by default); close both when done."""
+    import zmq  # only the tests that talk ZeroMQ need it
+
+    ctx = zmq.Context()
+    sub = ctx.socket(zmq.SUB)
+    sub.setsockopt(zmq.SUBSCRIBE, topic)
+    sub.setsockopt(zmq.LINGER, 0)
+    sub.connect(endpoint)
+    return ctx, sub

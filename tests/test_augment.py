@@ -182,3 +182,38 @@ def test_spec_augment_is_seeded_and_respects_p() -> None:
     copy = features.clone()
     spec_augment(features, SpecAugmentConfig(p=1.0))
     assert torch.equal(features, copy)  # the input is not modified
+
+
+def test_speed_change_resamples_each_row_and_keeps_the_length() -> None:
+    from trainer.audio.augment import change_speed
+
+    sr = 8000
+    t = np.arange(sr) / sr
+    tone = np.sin(2 * np.pi * 200 * t).astype(np.float32)
+    out = change_speed(np.stack([tone, tone]), np.array([1.0, 1.25]))
+    assert out.shape == (2, sr) and out.dtype == np.float32
+    np.testing.assert_allclose(out[0], tone, atol=1e-6)  # factor 1: unchanged
+    peak = np.argmax(np.abs(np.fft.rfft(out[1][: int(sr / 1.25) - 10]))) * sr / (int(sr / 1.25) - 10)
+    assert abs(peak - 250) < 5  # 25% faster: 25% higher
+    assert np.all(out[1][int(sr / 1.25) + 2 :] == 0)  # then silence, not a wrap-around
+
+
+def test_pitch_shift_moves_the_pitch_not_the_tempo() -> None:
+    from trainer.audio.augment import shift_pitch
+
+    sr = 8000
+    t = np.arange(sr) / sr
+    tone = (np.sin(2 * np.pi * 300 * t) * np.minimum(1, 10 * (1 - t))).astype(np.float32)
+    out = shift_pitch(np.stack([tone, tone]), np.array([0.0, 12.0]), sr)
+    assert out.shape == (2, sr)
+    np.testing.assert_array_equal(out[0], tone)
+    peak = np.argmax(np.abs(np.fft.rfft(out[1]))) * sr / sr
+    assert abs(peak - 600) < 10  # an octave up
+
+
+def test_voice_perturbations_are_off_by_default_and_drawn_when_on() -> None:
+    x = np.stack([_voice(0.5, seed=s) for s in range(4)])
+    quiet = dict(p_shift=0, p_reverb=0, p_band=0, p_noise=0, p_gain=0)
+    assert np.array_equal(Augmenter(AugmentConfig(**quiet))(x, np.random.default_rng(0)), x)
+    on = Augmenter(AugmentConfig(**quiet, p_speed=1.0, p_pitch=1.0))(x, np.random.default_rng(0))
+    assert on.shape == x.shape and not np.allclose(on, x) and np.isfinite(on).all()

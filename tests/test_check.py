@@ -50,6 +50,6 @@ def test_bad_config_and_damaged_bundle_are_named(tiny_bundle: Path, tmp_path: Pa
     bad = tmp_path / "bad.toml"
     bad.write_text("[render]\nfps = -3\n")
     proc = check("--config", str(bad), "--bundle", str(tiny_bundle))
-    assert proc.returncode == 1 and "render.fps" in proc.stdout
+    assert proc.returncode == 2 and "render.fps" in proc.stdout  # config/bundle invalid: 2, as every command
     proc = check("--bundle", str(tmp_path / "nowhere"))
-    assert proc.returncode == 1 and "FAIL  bundle" in proc.stdout and "not found" in proc.stdout
+    assert proc.returncode == 2 and "FAIL  bundle" in proc.stdout and "not found" in proc.stdout

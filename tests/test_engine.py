@@ -23,6 +23,7 @@ from engine.analysis.predict import WindowPredictor
 from engine.analysis.state import EmotionTracker, StateKind
 from engine.app import Engine, run_headless
 from engine.audio.ringbuffer import RingBuffer
+from engine.audio.source import Source
 from engine.audio.windows import SlidingWindows
 from engine.cli import main
 from engine.config import build_config
@@ -124,7 +125,7 @@ def test_engine_publishes_every_design_address_over_real_sockets(
     expected = {f"/syn/emotion/{c}" for c in ("angry", "happy", "sad", "neutral")} | {
         "/syn/emotion/label", "/syn/emotion/confidence", "/syn/valence", "/syn/arousal", "/syn/embedding",
         "/syn/state", "/syn/nearest", "/syn/audio/rms", "/syn/audio/onset", "/syn/audio/centroid",
-        "/syn/heartbeat", "/syn/status/fps", "/syn/status/latency_ms",
+        "/syn/heartbeat", "/syn/status/fps", "/syn/status/latency_ms", "/syn/status/source",
     }  # fmt: skip
     assert expected <= got
     beats = [args[0] for args in osc_rx.wait_for("/syn/heartbeat", 2)]
@@ -344,3 +345,41 @@ def test_without_the_kiosk_a_failed_analysis_stage_ends_the_run(tiny_bundle: Pat
             run_headless(engine, 10.0, threading.Event())
     finally:
         engine.stop()
+
+
+class CrashingSource(Source):
+    """A source whose thread dies at once: the base class shows it as `lost` (a crashed capture)."""
+
+    kind = "crash"
+
+    def _run(self, stop: threading.Event) -> None:
+        raise OSError("capture thread died")
+
+
+def test_a_source_lost_before_the_first_window_says_lost_and_sends_zero_audio(
+    tiny_bundle: Path, osc_rx: OscReceiver
+) -> None:
+    cfg = config("synth:happy", [f"127.0.0.1:{osc_rx.port}"])
+    engine = Engine(cfg, load_bundle(tiny_bundle), source=CrashingSource(RingBuffer(10 * SR, SR), "crash"))
+    stop = threading.Event()
+    engine.start()
+    main = threading.Thread(target=run_headless, args=(engine, None, stop), daemon=True)
+    ctx, sub = subscribe(engine.sender.zmq.endpoint)
+    try:
+        main.start()
+        osc_rx.wait_for("/syn/state", 3, timeout=30)  # every hop while lost, with no window to carry it
+        msgs = collect(sub, 1.5)
+        engine.controls.apply("freeze", 1)  # the operator's hold wins: its values come from the operator
+        wait_until(lambda: ("frozen",) in osc_rx.wait_for("/syn/state"), what="frozen over lost")
+    finally:
+        stop.set()
+        main.join(10)
+        engine.stop()
+        sub.close()
+        ctx.term()
+    assert set(osc_rx.wait_for("/syn/state")[:3]) == {("lost",)}
+    assert ("lost",) in osc_rx.wait_for("/syn/status/source")
+    assert set(osc_rx.wait_for("/syn/audio/rms")) == {(0.0,)}
+    assert {m["state"] for t, m in msgs if t == "emotion"} == {"lost"}
+    status = [m for t, m in msgs if t == "status"][-1]
+    assert status["state"] == "lost" and "capture thread died" in status["source"]["last_error"]

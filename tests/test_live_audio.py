@@ -7,6 +7,8 @@ hears, through the same resampling and callback path as a microphone.
 from __future__ import annotations
 
 import json
+import re
+import signal
 import subprocess
 import sys
 import threading
@@ -17,7 +19,6 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-import zmq
 
 from engine.app import Engine, run_headless
 from engine.audio.frontend import FrontEndConfig
@@ -26,7 +27,7 @@ from engine.config import build_config
 from engine.models.bundle import load_bundle
 from engine.models.checkpoint import audio_model_from_config
 from tests.bundles import CLASSES
-from tests.netparts import OscReceiver, free_tcp_port
+from tests.netparts import OscReceiver, free_tcp_port, zmq_subscriber
 from trainer.bundle.export import write_bundle
 
 pytestmark = pytest.mark.pulse
@@ -63,11 +64,7 @@ def test_end_to_end_mic_to_osc_and_zmq(pulse, decisive_bundle: Path, angry_music
     )
     osc = OscReceiver()
     zmq_port = free_tcp_port()
-    ctx = zmq.Context()
-    sub = ctx.socket(zmq.SUB)
-    sub.setsockopt(zmq.SUBSCRIBE, b"")
-    sub.setsockopt(zmq.LINGER, 0)
-    sub.connect(f"tcp://127.0.0.1:{zmq_port}")
+    ctx, sub = zmq_subscriber(f"tcp://127.0.0.1:{zmq_port}")
     cmd = [sys.executable, "-m", "engine", "run", "--headless", "--source", "mic", "--duration", "8"]
     cmd += ["--bundle", str(decisive_bundle), "--osc", f"127.0.0.1:{osc.port}", "--zmq-pub", f"tcp://*:{zmq_port}"]
     engine = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=pulse.client_env())
@@ -158,3 +155,78 @@ def test_device_that_disappears_is_reported_and_resumes(pulse, decisive_bundle: 
         main.join(10)
         engine.stop()
         osc.close()
+
+
+def test_a_lost_device_says_lost_over_osc_sends_zero_audio_and_comes_back(
+    pulse, decisive_bundle: Path, angry_music: Path, tmp_path: Path
+) -> None:
+    """Unplug (unload the null sink) under the real CLI: `/syn/state` and `/syn/status/source` say `lost`,
+    `/syn/audio/rms` is zero, stderr stays quiet; replug: listening again, `last_error` cleared."""
+    config = tmp_path / "venue.toml"
+    config.write_text("[audio]\nreconnect_s = 0.5\nstall_s = 1.0\n")
+    osc = OscReceiver()
+    zmq_port = free_tcp_port()
+    ctx, sub = zmq_subscriber(f"tcp://127.0.0.1:{zmq_port}", b"status")
+    cmd = [sys.executable, "-m", "engine", "run", "--headless", "--source", "mic", "--backend", "onnx"]
+    cmd += ["--config", str(config), "--bundle", str(decisive_bundle), "--osc", f"127.0.0.1:{osc.port}"]
+    cmd += ["--zmq-pub", f"tcp://127.0.0.1:{zmq_port}"]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=pulse.client_env())
+    lines: list[tuple[float, str]] = []
+    reader = threading.Thread(target=lambda: lines.extend((time.monotonic(), s) for s in proc.stderr), daemon=True)
+    reader.start()
+
+    def first(address: str, value: tuple, since: float, timeout: float) -> float:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            got = [t for t, args in osc.received(address, since) if args == value]
+            if got:
+                return got[0]
+            time.sleep(0.02)
+        raise AssertionError(f"no {address} {value} in {timeout} s: {osc.received(address, since)[-5:]}")
+
+    try:
+        osc.wait_for("/syn/heartbeat", timeout=90)
+        pulse.play(angry_music)
+        deadline = time.monotonic() + 30
+        while not any(args[0] > 0 for _, args in osc.received("/syn/audio/rms")):
+            assert time.monotonic() < deadline, "the engine never heard the playback"
+            time.sleep(0.05)
+        first("/syn/state", ("listening",), 0.0, 30)
+        unplugged = time.monotonic()
+        pulse.unload_sink()
+        lost_at = first("/syn/state", ("lost",), unplugged, 5)
+        first("/syn/status/source", ("lost",), unplugged, 5)
+        time.sleep(6.0)
+        replugged = time.monotonic()
+        pulse.load_sink()
+        pulse.play(angry_music)
+        back_at = first("/syn/state", ("listening",), replugged, 5)
+        first("/syn/status/source", ("running",), replugged, 5)
+        status, since = None, time.time()  # the first status sent after the recovery (unix time, as `t`)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and status is None:
+            if sub.poll(100) and (msg := json.loads(sub.recv_multipart()[1]))["t"] >= since:
+                status = msg
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        reader.join(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        sub.close()
+        ctx.term()
+        osc.close()
+    while_lost = [args for t, args in osc.received("/syn/audio/rms", lost_at + 0.5) if t < replugged]
+    assert len(while_lost) > 60 and set(while_lost) == {(0.0,)}  # zeros at the audio rate, not a frozen value
+    states = [args for t, args in osc.received("/syn/state", lost_at) if t < replugged]
+    assert states.count(("lost",)) >= 8 and set(states) == {("lost",)}  # every hop while it lasts
+    assert status is not None and status["source"]["state"] == "running" and status["state"] == "listening"
+    assert status["source"]["last_error"] is None and status["source"]["outages"] >= 1
+    noisy = [s for t, s in lines if unplugged <= t < replugged]
+    err = "".join(s for _, s in lines)
+    print(f"\nlost after {lost_at - unplugged:.2f} s, listening {back_at - replugged:.2f} s after the replug,")
+    print(f"{len(noisy)} stderr lines in {replugged - unplugged:.1f} s unplugged")
+    assert len(noisy) <= 15, "".join(noisy)
+    assert "audio source lost:" in err and re.search(r"audio source back after \d+\.\d s", err)
+    assert re.search(r"stopped after \d+\.\d s \(signal SIGTERM\)\n$", err)

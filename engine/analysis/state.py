@@ -34,6 +34,7 @@ class StateKind(Enum):
     SILENT = "silent"
     FROZEN = "frozen"
     OVERRIDE = "override"
+    LOST = "lost"  # the audio source is lost or stalled: set by the Engine (engine/app.py), never by the tracker
 
 
 @dataclass(frozen=True)

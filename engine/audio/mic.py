@@ -6,6 +6,8 @@ resampler into the engine ring and is the watchdog: a finished/errored stream me
 (`lost`); no callback data for `stall_s` means it stalled (PulseAudio suspends, hung USB devices).
 Either way the stream is closed and reopened every `reconnect_s` until audio flows again. When the device
 cannot even be found, PortAudio is re-initialised before the next attempt (it lists devices only then).
+What PortAudio and ALSA print from C during those attempts is captured and rate-limited (`NativeStderr`);
+`last_error` is the current problem only: it is cleared when audio flows again (`outages` counts them).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from engine.audio.devices import DeviceNotFoundError, find_input, sounddevice
+from engine.audio.native_stderr import NativeStderr
 from engine.audio.ringbuffer import RingBuffer
 from engine.audio.source import Source, SourceState
 from engine.errors import MissingDependencyError
@@ -51,6 +54,7 @@ class MicSource(Source):
         self._finished = False
         self.device_name: str | None = None
         self.device_rate: int | None = None
+        self.native = NativeStderr()
         self.reset()
 
     def reset(self) -> None:
@@ -157,17 +161,20 @@ class MicSource(Source):
             if self._stream is None:
                 if now >= next_try:
                     try:
-                        self._open()
+                        with self.native.capture("opening the microphone"):
+                            self._open()
                         last_data = time.monotonic()
                     except (pa_error, OSError, ValueError, DeviceNotFoundError, MissingDependencyError) as exc:
                         self._lost(f"{type(exc).__name__}: {exc}")
                         next_try = now + self.reconnect_s
                         if isinstance(exc, DeviceNotFoundError):
-                            self._reinit_portaudio()
+                            with self.native.capture("re-initialising PortAudio"):
+                                self._reinit_portaudio()
                 stop.wait(max(poll, min(0.05, next_try - now)))
                 continue
             if self._finished or not self._stream.active:
-                self._close()
+                with self.native.capture("closing the lost stream"):
+                    self._close()
                 self._lost("the input stream ended (device unplugged or its server went away)")
                 next_try = now + self.reconnect_s
                 continue
@@ -178,11 +185,13 @@ class MicSource(Source):
                 if self._state is not SourceState.STALLED:
                     if self._state is SourceState.RUNNING:
                         self.outages += 1
-                    log.warning("microphone %s: no audio for %.1f s", self.device_name, now - last_data)
+                    self.last_error = f"no audio for {now - last_data:.1f} s"
+                    log.warning("microphone %s: %s", self.device_name, self.last_error)
                     self._set_state(SourceState.STALLED)
                 if now - last_data > self.stall_s + self.reconnect_s:
                     # reopen; meanwhile a stalled stream may also simply resume (a suspended PulseAudio sink)
-                    self._close()
+                    with self.native.capture("closing the stalled stream"):
+                        self._close()
                     last_data = now
                     next_try = now
             stop.wait(poll)
@@ -209,4 +218,5 @@ class MicSource(Source):
             "outages": self.outages,
             "open_attempts": self.open_attempts,
             "dropped_samples": self.dropped_samples,
+            "native_stderr": self.native.stats(),
         }

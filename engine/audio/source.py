@@ -48,6 +48,8 @@ class Source(ABC):
     def _set_state(self, state: SourceState) -> None:
         if state is not self._state:
             log.info("source %s: %s -> %s", self.name, self._state.value, state.value)
+            if state is SourceState.RUNNING:
+                self.last_error = None  # the current problem only; `errors` (and a mic's `outages`) keep count
             self._state = state
 
     def start(self) -> None:

@@ -7,16 +7,20 @@ precompiled ones under its `tensorrt` key.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from engine.atomicfile import atomic_path
 from engine.deps import require
 from engine.inference.base import BackendKind, Component, Runner, example_inputs
 from engine.inference.torch_backend import load_module
 from engine.models.bundle import Bundle
+
+log = logging.getLogger("synesthesia.inference")
 
 
 def cache_key(component: Component, trt_version: str, precision: str = "fp16") -> str:
@@ -41,14 +45,20 @@ class TensorRTRunner(Runner):
         key = cache_key(component, getattr(trt, "__version__", "unknown"))
         shipped = bundle.manifest.tensorrt.get(key)
         path = bundle.file(shipped) if shipped else cache_dir(bundle) / f"{key}.ep"
+        self.module = None
         if path.is_file():
-            self.module = trt.load(str(path)).module()
-        else:
+            try:
+                self.module = trt.load(str(path)).module()
+            except (OSError, RuntimeError, ValueError, EOFError) as exc:  # a damaged cache: compile again
+                if shipped:
+                    raise
+                log.warning("TensorRT cache %s unreadable (%s); compiling again", path, exc)
+        if self.module is None:
             module = load_module(bundle, component).to("cuda").eval()
             example = [torch.as_tensor(x, device="cuda") for x in example_inputs(component, bundle.manifest)]
             self.module = trt.compile(module, ir="dynamo", inputs=example, enabled_precisions={torch.float16})
-            path.parent.mkdir(parents=True, exist_ok=True)
-            trt.save(self.module, str(path), inputs=example)
+            with atomic_path(path, suffix=".ep") as tmp:  # a crash mid-save must not leave half an engine
+                trt.save(self.module, str(tmp), inputs=example)
         self.cache_path = path
 
     @torch.inference_mode()

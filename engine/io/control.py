@@ -31,6 +31,11 @@ class Outcome(StrEnum):
     REJECTED = "rejected"  # known control, invalid value or type
     UNKNOWN = "unknown"  # no such control / address
     MALFORMED = "malformed"  # not a parseable message at all
+    ERROR = "error"  # an unforeseen failure while handling a request (a bug), answered and survived
+    REFUSED = "refused"  # a sender outside the allow-list: not applied, no state in the answer
+
+
+_PROBLEMS = frozenset({Outcome.REJECTED, Outcome.UNKNOWN, Outcome.MALFORMED, Outcome.ERROR, Outcome.REFUSED})
 
 
 @dataclass
@@ -41,6 +46,8 @@ class ControlCounters:
     rejected: int = 0
     unknown: int = 0
     malformed: int = 0
+    errors: int = 0
+    refused: int = 0
 
 
 class ControlSurface:
@@ -67,8 +74,13 @@ class ControlSurface:
                     self.counters.unknown += 1
                 case Outcome.MALFORMED:
                     self.counters.malformed += 1
-        if outcome in (Outcome.REJECTED, Outcome.UNKNOWN, Outcome.MALFORMED):
-            self.log.warning(f"{source}:{outcome.value}", "control %s from %s: %s", outcome.value, source, detail)
+                case Outcome.ERROR:
+                    self.counters.errors += 1
+                case Outcome.REFUSED:
+                    self.counters.refused += 1
+        if outcome in _PROBLEMS:
+            # keyed by the kind of problem alone: a new source port per packet must not buy a line each
+            self.log.warning(f"control {outcome.value}", "control %s from %s: %s", outcome.value, source, detail)
 
     def apply(self, name: str, args: tuple[Any, ...] | list[Any], source: str = "") -> tuple[Outcome, str | None]:
         """Apply control `name`; returns (outcome, error message or None). Never raises for bad input."""

@@ -11,11 +11,19 @@ Robustness, checked against python-osc 1.8-1.10:
   packet), and *sleeps in the server thread* until a bundle's future timetag — so one crafted packet
   could stall control for hours. `ControlDispatcher` parses each packet itself, counts every failure,
   ignores timetags (controls apply on the next frame anyway) and never raises;
+- python-osc reads a value the datagram does not hold as zero (`/syn/ctl/speed ,f` with no float would
+  set speed 0) and skips type tags it does not know with a root-logger warning per packet (a log flood):
+  `packet_problem` checks every message's type tags against the bytes present first, so such packets
+  are counted as malformed and never reach python-osc's parser;
 - `handle_error` is overridden as a last line of defence: counted, logged rate-limited, serving goes on.
+
+Only senders in the allow-list (`[osc] allow`, loopback by default) are heard: a datagram from anywhere
+else is counted as refused and answered with nothing, so a spoofed source address buys no reply.
 
 `<prefix>/ctl/query` (any arguments) replies with the full current state as one OSC bundle, one message
 per value, sent from the control port to the datagram's source address; `<prefix>/ctl/query <port>`
-replies to the sender's host at that port instead (TouchDesigner sends from an ephemeral port).
+replies to the sender's host at that port instead (TouchDesigner sends from an ephemeral port). With
+`[osc] query_port` set, replies go to that port of the sender's host and nowhere else.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ import threading
 from typing import Any
 
 from engine.deps import require
+from engine.io.allow import LOOPBACK, SenderAllowList, exposure
 from engine.io.control import ControlSurface, Outcome, flatten_state
 from engine.threads import OwnedThread
 
@@ -51,10 +60,20 @@ def build_state_bundle(state: dict[str, Any], prefix: str) -> bytes:
 class OscControlServer:
     """UDP OSC control server on (host, port); `start()` binds (errors surface there) and serves."""
 
-    def __init__(self, surface: ControlSurface, host: str = "0.0.0.0", port: int = 9001, prefix: str = "/syn") -> None:
+    def __init__(
+        self,
+        surface: ControlSurface,
+        host: str = "127.0.0.1",
+        port: int = 9001,
+        prefix: str = "/syn",
+        allow: SenderAllowList | None = None,
+        query_port: int | None = None,
+    ) -> None:
         self.surface = surface
         self.host = host
         self.port = port
+        self.allow = allow if allow is not None else SenderAllowList(LOOPBACK)
+        self.query_port = query_port
         self.prefix = prefix.rstrip("/")
         self.ctl_prefix = f"{self.prefix}/ctl/"
         self.replies = 0
@@ -92,13 +111,23 @@ class OscControlServer:
         self._server = Server((self.host, self.port), ControlDispatcher(strict_timing=False))
         self._server.timeout = 0.2  # handle_request returns after this, so the thread sees its stop
         self._thread.start()
-        log.info("OSC control on %s:%d (%s*)", *self.address, self.ctl_prefix)
+        log.debug("OSC control on %s:%d (%s*), senders allowed: %s", *self.address, self.ctl_prefix, self.allow)
         return self
 
     def _serve(self, stop: threading.Event) -> None:
         server = self._server
         while not stop.is_set():
             server.handle_request()
+            self.surface.log.flush()  # "N more suppressed" lines once their interval is over
+
+    def describe(self) -> str:
+        host, port = self.address
+        reply = f"; query replies to port {self.query_port}" if self.query_port else ""
+        return f"OSC control on {host}:{port}, senders allowed: {self.allow}{reply}{exposure(host)}"
+
+    def status(self) -> dict[str, Any]:
+        host, port = self.address
+        return {"kind": "osc", "address": f"{host}:{port}", "allow": str(self.allow), "serving": self._thread.alive}
 
     def stop(self, timeout: float = 2.0) -> bool:
         """Stop serving and close the socket; False when the thread did not end (the socket stays open)."""
@@ -118,6 +147,9 @@ class OscControlServer:
     # -- packet handling (server thread) ---------------------------------------------------------------
     def handle_packet(self, data: bytes, client: tuple[str, int], osc_packet: Any) -> None:
         source = _source(client)
+        if client[0] not in self.allow:
+            self.surface.count(Outcome.REFUSED, source, f"sender not in osc.allow ({self.allow})")
+            return
         problem = packet_problem(data)
         if problem:
             self.surface.count(Outcome.MALFORMED, source, problem)
@@ -142,7 +174,9 @@ class OscControlServer:
 
     def reply_state(self, client: tuple[str, int], args: list[Any]) -> None:
         host, port = client[0], client[1]
-        if len(args) == 1 and isinstance(args[0], int) and not isinstance(args[0], bool) and 0 < args[0] < 65536:
+        if self.query_port is not None:
+            port = self.query_port
+        elif len(args) == 1 and isinstance(args[0], int) and not isinstance(args[0], bool) and 0 < args[0] < 65536:
             port = args[0]
         osc_types = require("pythonosc.parsing.osc_types", "OSC control")
         try:
@@ -157,17 +191,19 @@ _BUNDLE = b"#bundle\x00"
 
 
 def packet_problem(data: bytes, depth: int = 0) -> str | None:
-    """Why a packet breaks OSC 1.0 framing (None if the framing is sound; the content is parsed later).
+    """Why a packet breaks OSC 1.0 framing (None if the framing is sound; the values are checked later).
 
     - an OSC packet's size is a multiple of 4; python-osc reads a truncated last float as if zero-padded,
       so a cut-off value would be applied: refused here;
+    - a message whose type tags promise more data than it holds, or a type tag python-osc does not
+      read (it would skip it with a root-logger warning and shift the arguments): refused here;
     - python-osc skips bundle elements it cannot identify with a root-logger warning per element, which a
       hostile sender turns into unbounded log output: refused here.
     """
     if len(data) % 4:
         return f"packet of {len(data)} bytes (OSC packets are a multiple of 4 bytes): truncated"
     if not data.startswith(_BUNDLE):
-        return None
+        return message_problem(data)
     if depth > 8:
         return "bundles nested too deep"
     index = 16  # "#bundle\0" + 8-byte timetag
@@ -183,11 +219,63 @@ def packet_problem(data: bytes, depth: int = 0) -> str | None:
             return f"bundle element of {size} bytes does not fit the packet"
         if element.startswith(_BUNDLE):
             nested = packet_problem(element, depth + 1)
-            if nested:
-                return nested
-        elif not element.startswith(b"/"):
+        elif element.startswith(b"/"):
+            nested = message_problem(element) if size % 4 == 0 else f"bundle element of {size} bytes: truncated"
+        else:
             return "bundle element is neither a message nor a bundle"
+        if nested:
+            return nested
         index += size
+    return None
+
+
+# Bytes each argument type takes (OSC 1.0 and the extensions python-osc reads); s and b are sized apart.
+_FIXED_SIZE = {"i": 4, "f": 4, "r": 4, "m": 4, "h": 8, "d": 8, "t": 8, "T": 0, "F": 0, "N": 0, "[": 0, "]": 0}
+
+
+def _string_end(data: bytes, index: int) -> int | None:
+    """Index after the padded, NUL-terminated OSC string at `index` (None when it is not terminated)."""
+    nul = data.find(b"\x00", index)
+    if nul < 0:
+        return None
+    return (nul + 4) & ~3
+
+
+def message_problem(data: bytes) -> str | None:
+    """Why one OSC message's framing is broken: its type tags promise data the message does not hold."""
+    end = _string_end(data, 0)
+    if end is None or end > len(data):
+        return "address not terminated"
+    if end == len(data):
+        return None  # no type tag string: a message without arguments
+    if data[end : end + 1] != b",":
+        return "type tag string does not start with ','"
+    tags_end = _string_end(data, end)
+    if tags_end is None or tags_end > len(data):
+        return "type tags not terminated"
+    tags = data[end + 1 : data.index(b"\x00", end)]
+    index = tags_end
+    for code in tags:
+        tag = chr(code)
+        if tag in _FIXED_SIZE:
+            index += _FIXED_SIZE[tag]
+        elif tag == "s":
+            after = _string_end(data, index)
+            if after is None:
+                return "a string argument is not terminated"
+            index = after
+        elif tag == "b":
+            if index + 4 > len(data):
+                return "a blob's size is missing"
+            (size,) = struct.unpack(">i", data[index : index + 4])
+            if size < 0:
+                return f"a blob of {size} bytes"
+            index += 4 + ((size + 3) & ~3)
+        else:
+            return f"unsupported type tag {tag!r}"
+        if index > len(data):
+            shown = tags.decode("ascii", "replace")
+            return f"type tags {shown!r} need more data than the {len(data)}-byte message holds"
     return None
 
 

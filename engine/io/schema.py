@@ -47,6 +47,7 @@ class OscAddresses:
         self.heartbeat = f"{p}/heartbeat"
         self.fps = f"{p}/status/fps"
         self.latency_ms = f"{p}/status/latency_ms"
+        self.source = f"{p}/status/source"
 
     def emotion(self, name: str) -> str:
         return f"{self.prefix}/emotion/{name}"
@@ -103,6 +104,15 @@ def state_osc(a: OscAddresses, s: EmotionState) -> list[OscMessage]:
     return [(a.state, (s.state.value,))]
 
 
+def bare_state_json(state: str) -> dict[str, Any]:
+    """An emotion message before the first window: the state alone (e.g. `lost` before anything was heard)."""
+    return {"state": state}
+
+
+def bare_state_osc(a: OscAddresses, state: str) -> list[OscMessage]:
+    return [(a.state, (state,))]
+
+
 def audio_osc(a: OscAddresses, f: AudioFrame) -> list[OscMessage]:
     return [(a.rms, (_r(f.rms),)), (a.onset, (_r(f.onset),)), (a.centroid, (_r(f.centroid, 2),))]
 
@@ -111,5 +121,11 @@ def audio_json(f: AudioFrame) -> dict[str, Any]:
     return {"rms": _r(f.rms), "onset": _r(f.onset), "centroid": _r(f.centroid, 2)}
 
 
-def status_osc(a: OscAddresses, heartbeat: int, fps: float, latency_ms: float) -> list[OscMessage]:
-    return [(a.heartbeat, (int(heartbeat),)), (a.fps, (_r(fps, 3),)), (a.latency_ms, (_r(latency_ms, 3),))]
+def status_osc(
+    a: OscAddresses, heartbeat: int, fps: float, latency_ms: float, source: str | None = None
+) -> list[OscMessage]:
+    msgs: list[OscMessage] = [(a.heartbeat, (int(heartbeat),)), (a.fps, (_r(fps, 3),))]
+    msgs.append((a.latency_ms, (_r(latency_ms, 3),)))
+    if source is not None:
+        msgs.append((a.source, (source,)))
+    return msgs

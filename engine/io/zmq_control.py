@@ -5,8 +5,12 @@ Reply:    {"v": 1, "t": <unix time>, "seq": <n>, "ok": bool, "error"?: str, "sta
 
 A REP socket that does not answer a request is wedged for good, so every request gets exactly one
 reply: malformed JSON, a wrong shape, an unknown command or an invalid value are answered with
-`ok: false` and an error string (and counted and logged like the OSC ones). One explicit thread, owned by
-the app (`start()` / `stop()`); it polls so that `stop()` returns within ~0.2 s.
+`ok: false` and an error string (and counted and logged like the OSC ones). Anything the checks did not
+foresee (a bug, a RecursionError) is caught per request: counted as an internal error, logged
+rate-limited, answered, and the thread goes on serving. Requests over 64 KB are answered with an error
+unread; libzmq itself drops a peer whose message exceeds 1 MiB (MAXMSGSIZE), so nothing larger is ever
+buffered. One explicit thread, owned by the app (`start()` / `stop()`); it polls so that `stop()`
+returns within ~0.2 s.
 """
 
 from __future__ import annotations
@@ -18,12 +22,20 @@ import time
 from typing import Any
 
 from engine.deps import require
+from engine.io.allow import LOOPBACK, SenderAllowList, exposure
 from engine.io.control import ControlSurface, Outcome
 from engine.threads import OwnedThread
 
 log = logging.getLogger("synesthesia.control")
 
 MAX_REQUEST_BYTES = 64 * 1024
+# Between the two limits a request is refused with a reply; past MAXMSGSIZE libzmq drops the connection
+# (the REQ peer sees no reply), which keeps a flood of huge messages out of memory.
+MAX_MESSAGE_BYTES = 16 * MAX_REQUEST_BYTES
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def parse_request(frames: list[bytes]) -> tuple[str, list[Any]]:
@@ -34,9 +46,11 @@ def parse_request(frames: list[bytes]) -> tuple[str, list[Any]]:
     if len(raw) > MAX_REQUEST_BYTES:
         raise ValueError(f"request larger than {MAX_REQUEST_BYTES} bytes")
     try:
-        req = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"not JSON ({exc})") from exc
+        req = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
+    except RecursionError:
+        raise ValueError("not JSON this engine reads (nested too deep)") from None
+    except ValueError as exc:  # UnicodeDecodeError, JSONDecodeError, NaN/Infinity, ints past 4300 digits
+        raise ValueError(f"not JSON ({str(exc)[:200]})") from exc
     if not isinstance(req, dict):
         raise ValueError("the request must be a JSON object")
     if req.get("v") != 1:
@@ -55,13 +69,26 @@ def parse_request(frames: list[bytes]) -> tuple[str, list[Any]]:
 class ZmqControlServer:
     """REP socket on `endpoint` (e.g. tcp://*:5557); `start()` binds (errors surface there) and serves."""
 
-    def __init__(self, surface: ControlSurface, endpoint: str = "tcp://*:5557", context: Any = None) -> None:
+    def __init__(
+        self,
+        surface: ControlSurface,
+        endpoint: str = "tcp://127.0.0.1:5557",
+        context: Any = None,
+        allow: SenderAllowList | None = None,
+    ) -> None:
         self.surface = surface
         self.endpoint = endpoint
+        self.allow = allow if allow is not None else SenderAllowList(LOOPBACK)
         self._context = context
         self._socket: Any = None
         self._thread = OwnedThread(self._serve, "zmq-control")
         self.seq = 0
+        self.internal_errors = 0
+
+    @property
+    def serving(self) -> bool:
+        """True while the serving thread runs (for status: a dead control thread must show)."""
+        return self._thread.alive
 
     @property
     def bound(self) -> str:
@@ -74,7 +101,7 @@ class ZmqControlServer:
         ctx = self._context or zmq.Context.instance()
         sock = ctx.socket(zmq.REP)
         sock.setsockopt(zmq.LINGER, 0)
-        sock.setsockopt(zmq.MAXMSGSIZE, MAX_REQUEST_BYTES * 2)
+        sock.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
         try:
             sock.bind(self.endpoint)
         except zmq.ZMQError:
@@ -82,8 +109,20 @@ class ZmqControlServer:
             raise
         self._socket = sock
         self._thread.start()
-        log.info("ZeroMQ control on %s", self.bound)
+        log.debug("ZeroMQ control on %s, senders allowed: %s", self.bound, self.allow)
         return self
+
+    def describe(self) -> str:
+        return f"ZeroMQ control on {self.bound}, senders allowed: {self.allow}{exposure(self.bound)}"
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "kind": "zmq",
+            "address": self.bound if self._socket is not None else self.endpoint,
+            "allow": str(self.allow),
+            "serving": self.serving,
+            "internal_errors": self.internal_errors,
+        }
 
     def stop(self, timeout: float = 2.0) -> bool:
         """Stop serving (the thread closes the socket); False when the thread did not end."""
@@ -103,12 +142,17 @@ class ZmqControlServer:
         try:
             while not stop.is_set():
                 if not dict(poller.poll(200)).get(sock):
+                    self.surface.log.flush()
                     continue
                 try:
-                    frames = sock.recv_multipart(zmq.NOBLOCK)
+                    parts = sock.recv_multipart(zmq.NOBLOCK, copy=False)
                 except zmq.Again:
                     continue
-                reply = self.handle(frames)
+                peer = _peer_address(parts[0], zmq)
+                if peer is not None and peer not in self.allow:
+                    reply = self.refuse(peer)
+                else:
+                    reply = self.handle([p.bytes for p in parts])
                 try:
                     sock.send(reply)
                 except zmq.ZMQError as exc:  # the peer went away; REP is ready for the next request
@@ -117,8 +161,26 @@ class ZmqControlServer:
             sock.close(linger=0)
             self._socket = None
 
+    def refuse(self, peer: str) -> bytes:
+        """The answer to a sender outside the allow-list: REP must answer, but nothing is applied or told."""
+        self.seq += 1
+        self.surface.count(Outcome.REFUSED, peer, f"sender not in zmq.ctl_allow ({self.allow})")
+        return json.dumps(
+            {"v": 1, "t": time.time(), "seq": self.seq, "ok": False, "error": "sender not allowed"}
+        ).encode()
+
     def handle(self, frames: list[bytes]) -> bytes:
         """One request -> one reply (bytes); never raises."""
+        self.seq += 1
+        try:
+            return self._handle(frames)
+        except Exception as exc:  # the per-request guard: a REP socket that does not answer is dead for good
+            self.internal_errors += 1
+            self.surface.count(Outcome.ERROR, "zmq", f"internal error {type(exc).__name__}: {str(exc)[:200]}")
+            error = f"internal error ({type(exc).__name__})"
+            return json.dumps({"v": 1, "t": time.time(), "seq": self.seq, "ok": False, "error": error}).encode()
+
+    def _handle(self, frames: list[bytes]) -> bytes:
         ok, error = True, None
         try:
             cmd, args = parse_request(frames)
@@ -128,7 +190,6 @@ class ZmqControlServer:
         else:
             outcome, error = self.surface.apply(cmd, args, source="zmq")
             ok = outcome in (Outcome.APPLIED, Outcome.QUERY)
-        self.seq += 1
         reply: dict[str, Any] = {"v": 1, "t": time.time(), "seq": self.seq, "ok": ok}
         if error is not None:
             reply["error"] = error
@@ -137,3 +198,11 @@ class ZmqControlServer:
             return json.dumps(reply, default=str, allow_nan=False).encode()
         except ValueError:  # a NaN somewhere in the status: still answer
             return json.dumps(reply, default=str).replace("NaN", "null").encode()
+
+
+def _peer_address(frame: Any, zmq: Any) -> str | None:
+    """The sending host of a received frame (libzmq's "Peer-Address"); None where the transport has none."""
+    try:
+        return frame.get("Peer-Address")
+    except zmq.ZMQError:  # ipc and inproc carry no peer address
+        return None

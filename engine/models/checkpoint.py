@@ -15,6 +15,7 @@ import torch
 from engine.atomicfile import atomic_path
 from engine.errors import BundleError
 from engine.models.encoders import EncoderConfig, build_encoder
+from engine.models.ensemble import EnsembleAudioModel
 from engine.models.generator import Generator, GeneratorConfig
 from engine.models.heads import AudioModel, ProjectionHead
 from engine.models.upsampler import Upsampler, UpsamplerConfig
@@ -70,13 +71,45 @@ def save_audio_model(model: AudioModel, path: str | Path, extra: dict[str, Any] 
 
 
 def load_audio_model(path: str | Path) -> AudioModel:
+    """An AudioModel, or an EnsembleAudioModel (same interface) for an `audio_ensemble` checkpoint."""
     path = Path(path)
     ckpt = _load(path)
     try:
+        if ckpt.get("kind") == ENSEMBLE_KIND:
+            return ensemble_from_checkpoint(ckpt)  # type: ignore[return-value]
         model = audio_model_from_config(ckpt["encoder"], ckpt["shared_dim"], ckpt.get("projection_hidden", 256))
         model.load_state_dict(ckpt["state_dict"])
     except (KeyError, RuntimeError, ValueError) as exc:
         raise BundleError(f"{path}: checkpoint does not match its config ({exc})") from exc
+    return model.eval()
+
+
+ENSEMBLE_KIND = "audio_ensemble"
+
+
+def save_ensemble(model: EnsembleAudioModel, path: str | Path, extra: dict[str, Any] | None = None) -> None:
+    """A fold ensemble: the members' (shared) config, the whole state dict, and `extra`."""
+    first = model.members[0]
+    save_checkpoint(
+        {
+            "kind": ENSEMBLE_KIND,
+            "members": len(model.members),
+            "encoder": first.encoder.config.model_dump(mode="json"),
+            "shared_dim": model.shared_dim,
+            "projection_hidden": first.projection.net[0].out_features,
+            "state_dict": model.state_dict(),
+            **(extra or {}),
+        },
+        path,
+    )
+
+
+def ensemble_from_checkpoint(ckpt: dict[str, Any]) -> EnsembleAudioModel:
+    """Rebuild a `save_ensemble` checkpoint (KeyError/RuntimeError on a mismatch)."""
+    hidden = ckpt.get("projection_hidden", 256)
+    members = [audio_model_from_config(ckpt["encoder"], ckpt["shared_dim"], hidden) for _ in range(ckpt["members"])]
+    model = EnsembleAudioModel(members)
+    model.load_state_dict(ckpt["state_dict"])
     return model.eval()
 
 

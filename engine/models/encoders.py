@@ -41,6 +41,27 @@ class EncoderConfig(BaseModel):
     dropout: float = Field(0.3, ge=0, lt=1)
     heads: int = Field(4, gt=0)
     layers: int = Field(2, gt=0)
+    instnorm: bool = Field(
+        False, description="normalise each mel bin of the input to zero mean, unit variance over time (per utterance)"
+    )
+
+
+class UtteranceNorm(nn.Module):
+    """Per-utterance mean/variance normalisation of every mel bin over time ([B, 1, M, T]).
+
+    A fixed microphone or room colouring is an additive offset per bin in log-mel, and a speaker's vocal
+    tract a slower one: subtracting each bin's mean over the window removes both, the variance step removes
+    level-dependent spread. Inside the model, so training, export and the engine apply it alike.
+    """
+
+    def __init__(self, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = x.mean(dim=-1, keepdim=True)
+        var = ((x - mean) ** 2).mean(dim=-1, keepdim=True)
+        return (x - mean) / torch.sqrt(var + self.eps)
 
 
 def conv_block(c_in: int, c_out: int, pool: tuple[int, int] = (2, 2)) -> nn.Sequential:
@@ -226,13 +247,14 @@ class EmotionEncoder(nn.Module):
     def __init__(self, cfg: EncoderConfig) -> None:
         super().__init__()
         self.config = cfg
+        self.norm = UtteranceNorm() if cfg.instnorm else nn.Identity()
         self.body = _body(cfg)
         self.embed = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(self.body.out_dim, cfg.embedding_dim))
         self.classifier = nn.Linear(cfg.embedding_dim, cfg.n_classes)
         self.va_head = nn.Linear(cfg.embedding_dim, 2)
 
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        e = F.relu(self.embed(self.body(features)))  # [B, E]
+        e = F.relu(self.embed(self.body(self.norm(features))))  # [B, E]
         return self.classifier(e), torch.tanh(self.va_head(e)), F.normalize(e, dim=1)
 
 

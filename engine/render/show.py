@@ -24,12 +24,13 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from engine.app import Engine
+from engine.app import Engine, StopReason
 from engine.audio.features import AudioFeatures, AudioFrame
 from engine.config import EngineConfig
 from engine.console import say
 from engine.deps import require
 from engine.errors import MissingDependencyError
+from engine.io.allow import SenderAllowList, exposure
 from engine.io.control import ControlSurface
 from engine.io.schema import Topic
 from engine.render.display import FrameOut, HeadlessSink, choose_sink
@@ -72,18 +73,38 @@ def start_control_servers(cfg: EngineConfig, surface: ControlSurface) -> list[Os
         from engine.io.osc_control import OscControlServer
 
         try:
-            servers.append(OscControlServer(surface, cfg.osc.in_host, cfg.osc.in_port, cfg.osc.prefix).start())
+            osc = OscControlServer(
+                surface,
+                cfg.osc.in_host,
+                cfg.osc.in_port,
+                cfg.osc.prefix,
+                allow=SenderAllowList(cfg.osc.allow),
+                query_port=cfg.osc.query_port,
+            )
+            servers.append(osc.start())
         except OSError as exc:
             say(f"OSC control port {cfg.osc.in_host}:{cfg.osc.in_port} unavailable ({exc}); no OSC control")
     if cfg.zmq.enabled and cfg.zmq.ctl:
         from engine.io.zmq_control import ZmqControlServer
 
         try:
-            servers.append(ZmqControlServer(surface, cfg.zmq.ctl).start())
+            servers.append(ZmqControlServer(surface, cfg.zmq.ctl, allow=SenderAllowList(cfg.zmq.ctl_allow)).start())
         except (require("zmq", "ZeroMQ control").ZMQError, MissingDependencyError) as exc:
             # address in use or invalid, no pyzmq: the show goes on without it
             say(f"ZeroMQ control {cfg.zmq.ctl} unavailable ({exc}); no ZeroMQ control")
     return servers
+
+
+def network_lines(cfg: EngineConfig, engine: Engine, servers: list[OscControlServer | ZmqControlServer]) -> list[str]:
+    """What listens where and who may steer it, one line each (said at startup)."""
+    lines = []
+    sender = engine.sender
+    if sender is not None and sender.osc is not None:
+        lines.append("OSC out to " + ", ".join(cfg.osc.targets))
+    if sender is not None and sender.zmq is not None:
+        lines.append(f"ZeroMQ PUB on {sender.zmq.endpoint}" + exposure(sender.zmq.endpoint))
+    lines += [server.describe() for server in servers]
+    return lines
 
 
 def wants_renderer(cfg: EngineConfig) -> bool:
@@ -121,10 +142,13 @@ def _open_loop(engine: Engine, cfg: EngineConfig, features: Callable[[], AudioFr
     return loop
 
 
-def run_show(engine: Engine, cfg: EngineConfig, stop: threading.Event, query: QueryState | None = None) -> int:
-    """Render on this (main) thread until quit, `stop`, `duration_s` or the end of a non-looping file."""
+def run_show(
+    engine: Engine, cfg: EngineConfig, stop: threading.Event, query: QueryState | None = None
+) -> StopReason | None:
+    """Render on this (main) thread until quit, `stop`, `duration_s` or the end of a non-looping file; the
+    reason, or None when `stop` ended it."""
     feats = AudioFeatures(engine.sample_rate)
-    loop = _open_loop(engine, cfg, lambda: feats(engine.ring))
+    loop = _open_loop(engine, cfg, lambda: engine.audio_frame(feats))
     if query is not None:
         query.render = loop
     engine.add_status("render", loop.snapshot)
@@ -143,4 +167,10 @@ def run_show(engine: Engine, cfg: EngineConfig, stop: threading.Event, query: Qu
     finally:
         loop.close()
     log.info("rendered %d frames", frames)
-    return frames
+    if loop.quit_requested:
+        return StopReason.QUIT
+    if engine.source_ended:
+        return StopReason.SOURCE_ENDED
+    if stop.is_set():
+        return None
+    return StopReason.DURATION

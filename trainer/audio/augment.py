@@ -202,6 +202,43 @@ def band_limit(
     return out[0] if single else out
 
 
+def change_speed(audio: np.ndarray, factor: float | np.ndarray) -> np.ndarray:
+    """Play each row `factor` times faster (tempo and pitch together, as a tape or Kaldi's speed
+    perturbation), keeping the length: linear interpolation at i * factor, silence past the end.
+    Vectorised over the batch; factor 1 returns the row unchanged."""
+    x, single = _as_batch(audio)
+    rows, n = x.shape
+    f = _per_row(factor, rows)
+    if np.any(f <= 0):
+        raise ValueError("speed factors must be > 0")
+    pos = np.arange(n)[None, :] * f[:, None]  # [rows, n] source positions
+    left = np.floor(pos).astype(np.int64)
+    frac = (pos - left).astype(np.float32)
+    inside = left < n - 1
+    lo = np.take_along_axis(x, np.clip(left, 0, n - 1), axis=1)
+    hi = np.take_along_axis(x, np.clip(left + 1, 0, n - 1), axis=1)
+    out = np.where(inside, lo * (1 - frac) + hi * frac, np.where(left == n - 1, lo, 0.0)).astype(np.float32)
+    return out[0] if single else out
+
+
+def shift_pitch(audio: np.ndarray, semitones: float | np.ndarray, sample_rate: int) -> np.ndarray:
+    """Shift each row's pitch by `semitones` without changing its tempo (librosa's phase vocoder +
+    resampling). Rows sharing a shift are processed as one multichannel array, so a batch drawn from a few
+    steps costs a few calls."""
+    import librosa
+
+    x, single = _as_batch(audio)
+    steps = _per_row(semitones, x.shape[0])
+    out = x.copy()
+    for step in np.unique(steps):
+        rows = np.flatnonzero(steps == step)
+        if step == 0:
+            continue
+        shifted = librosa.effects.pitch_shift(x[rows], sr=sample_rate, n_steps=float(step))
+        out[rows] = shifted[:, : x.shape[1]]
+    return out[0] if single else out.astype(np.float32)
+
+
 # -- the augmenter -------------------------------------------------------------------------------------
 
 Range = tuple[float, float]
@@ -226,10 +263,15 @@ class AugmentConfig(BaseModel):
     noise_kinds: tuple[NoiseKind, ...] = ("white", "pink", "babble")
     p_gain: float = Field(0.5, ge=0, le=1)
     gain_db: Range = (-20.0, 6.0)
+    # voice-shift perturbations (off by default: the ablation turns them on)
+    p_speed: float = Field(0.0, ge=0, le=1)
+    speed: Range = (0.9, 1.1)
+    p_pitch: float = Field(0.0, ge=0, le=1)
+    pitch_steps: tuple[float, ...] = (-2.0, -1.0, 1.0, 2.0)
 
     @model_validator(mode="after")
     def _ranges_ordered(self) -> AugmentConfig:
-        for name in ("rt60_s", "drr_db", "highpass_hz", "lowpass_hz", "snr_db", "gain_db"):
+        for name in ("rt60_s", "drr_db", "highpass_hz", "lowpass_hz", "snr_db", "gain_db", "speed"):
             low, high = getattr(self, name)
             if low > high:
                 raise ValueError(f"{name}: low {low} > high {high}")
@@ -265,6 +307,12 @@ class Augmenter:
         def draw(bounds: Range, size: int) -> np.ndarray:
             return rng.uniform(bounds[0], bounds[1], size)
 
+        # drawn only when on, so the default chain's random stream is the one it always was
+        if cfg.p_speed and (sel := pick(cfg.p_speed)).size:
+            x[sel] = change_speed(x[sel], draw(cfg.speed, sel.size))
+        if cfg.p_pitch and cfg.pitch_steps and (sel := pick(cfg.p_pitch)).size:
+            steps = np.asarray(cfg.pitch_steps)[rng.integers(len(cfg.pitch_steps), size=sel.size)]
+            x[sel] = shift_pitch(x[sel], steps, cfg.sample_rate)
         if (sel := pick(cfg.p_shift)).size:
             limit = round(cfg.max_shift_s * cfg.sample_rate)
             x[sel] = time_shift(x[sel], rng.integers(-limit, limit + 1, sel.size))

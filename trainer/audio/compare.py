@@ -20,6 +20,7 @@ from trainer.audio.data import prepare
 from trainer.audio.loop import train
 from trainer.audio.train import (
     add_data_arguments,
+    add_instnorm_argument,
     add_optim_arguments,
     add_run_arguments,
     command_line,
@@ -67,7 +68,67 @@ def row_of(arch: Arch, metrics: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+FOLD_COLUMNS = [
+    ("name", "family"),
+    ("accuracy", "accuracy"),
+    ("macro_f1", "macro-F1"),
+    ("valence_ccc", "valence CCC"),
+    ("arousal_ccc", "arousal CCC"),
+    ("parameters", "parameters"),
+    ("best_epoch", "epoch (fold mean)"),
+    ("train_s", "train s"),
+]
+
+
+def fold_row(arch: Arch, metrics: dict[str, Any]) -> dict[str, Any]:
+    """One family's mean ± sd over the folds, as table cells (and the raw numbers under `figures`)."""
+    stats = metrics["mean_sd"]
+    row: dict[str, Any] = {"name": arch.value, "figures": {k: stats.get(k) for k in ("accuracy", "macro_f1")}}
+    for key in ("accuracy", "macro_f1", "valence_ccc", "arousal_ccc"):
+        cell = stats.get(key)
+        row[key] = "n/a" if cell is None else f"{cell['mean']:.3f} ± {cell['sd']:.3f}"
+    row["parameters"] = metrics["parameters"]["encoder"]
+    row["best_epoch"] = metrics["best_epoch"]
+    row["train_s"] = round(metrics["duration_s"])
+    return row
+
+
+def compare_folds(base: TrainConfig, archs: list[Arch], command: str | None = None) -> dict[str, Any]:
+    """Every family under the same fold protocol (the same folds: one pool, one seed): mean ± sd."""
+    from trainer.audio.data import prepare_pool
+    from trainer.audio.folds import cross_validate
+
+    out = Path(base.out)
+    pool = prepare_pool(base)
+    rows, protocol = [], ""
+    for arch in archs:
+        cfg = TrainConfig(**{**base.model_dump(), "arch": arch, "out": out / arch.value})
+        log.info("compare: %s (%d of %d), %s folds", arch.value, len(rows) + 1, len(archs), base.folds)
+        metrics = cross_validate(cfg, command, pool)
+        protocol = metrics["protocol"]
+        rows.append(fold_row(arch, metrics))
+    result = {"protocol": protocol, "taxonomy": pool[0].taxonomy["name"], "classes": pool[0].classes, "rows": rows}
+    result.update(config=base.model_dump(mode="json", exclude={"arch", "out"}), command=command)
+    heading = (
+        f"# Encoder families compared\n\nProtocol: **{protocol}**; taxonomy `{result['taxonomy']}`; "
+        f"{base.epochs} epochs, batch {base.batch_size}, lr {base.lr:g}, seed {base.seed}. Mean ± sd over the folds, "
+        "each family at the epoch its own mean validation macro-F1 curve peaks.\n\n"
+    )
+    write_tables(out, result, heading + reports.markdown_table(rows, FOLD_COLUMNS) + "\n")
+    return result
+
+
+def write_tables(out: Path, result: dict[str, Any], md: str) -> None:
+    """compare.json and compare.md (with the command that reproduces them)."""
+    (out / "compare.json").write_text(json.dumps(json_safe(result), indent=2) + "\n", encoding="utf-8")
+    if result.get("command"):
+        md += f"\nReproduce: `{result['command']}`\n"
+    (out / "compare.md").write_text(md, encoding="utf-8")
+
+
 def compare(base: TrainConfig, archs: list[Arch], command: str | None = None) -> dict[str, Any]:
+    if base.folds is not None:
+        return compare_folds(base, archs, command)
     out = Path(base.out)
     prep = prepare(base)
     rows = []
@@ -84,7 +145,6 @@ def compare(base: TrainConfig, archs: list[Arch], command: str | None = None) ->
         "command": command,
         "rows": rows,
     }
-    (out / "compare.json").write_text(json.dumps(json_safe(result), indent=2) + "\n", encoding="utf-8")
     heading = (
         f"# Encoder families compared\n\nValidation: **{prep.rule}** — {prep.split['val']['clips']} clips, "
         f"{prep.split['val']['speakers']} speakers; taxonomy `{prep.taxonomy['name']}`; {base.epochs} epochs, "
@@ -92,10 +152,7 @@ def compare(base: TrainConfig, archs: list[Arch], command: str | None = None) ->
         f"on {base.latency_threads} threads. Epoch chosen on: {CHOSEN_ON[base.select]}"
         f"{' (then refitted on all training speakers)' if base.refit and base.select is EpochChoice.INNER else ''}.\n\n"
     )
-    md = heading + reports.markdown_table(rows, COLUMNS) + "\n"
-    if command:
-        md += f"\nReproduce: `{command}`\n"
-    (out / "compare.md").write_text(md, encoding="utf-8")
+    write_tables(out, result, heading + reports.markdown_table(rows, COLUMNS) + "\n")
     reports.plot_bars(
         rows,
         ["accuracy", "macro_f1", "valence_ccc", "arousal_ccc"],
@@ -112,6 +169,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for name, default in (("width", 32), ("embedding-dim", 128), ("rnn-hidden", 128), ("heads", 4), ("layers", 2)):
         g.add_argument(f"--{name}", type=int, default=default)
     g.add_argument("--dropout", type=float, default=0.3)
+    add_instnorm_argument(g)
     add_optim_arguments(parser)
     add_run_arguments(parser, "runs/compare")
 
@@ -120,5 +178,5 @@ def run(args: argparse.Namespace) -> int:
     archs = list(dict.fromkeys(args.arch or list(Arch)))
     base = config_from_args(args, arch=archs[0])
     result = compare(base, archs, command_line(args))
-    print(reports.markdown_table(result["rows"], COLUMNS))
+    print(reports.markdown_table(result["rows"], FOLD_COLUMNS if base.folds is not None else COLUMNS))
     return 0

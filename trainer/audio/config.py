@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -53,6 +53,18 @@ class AudioAugment(StrEnum):
     FULL = "full"  # wave then spec
 
 
+class Balance(StrEnum):
+    """How training clips are drawn each epoch (see docs/training.md, "Balancing")."""
+
+    NONE = "none"  # every clip once per epoch, shuffled (the seed protocol)
+    SPEAKER = "speaker"  # weights 1/clips-of-the-speaker: every speaker the same share of an epoch
+    CORPUS = "corpus"  # weights 1/clips-of-the-corpus: every corpus the same share
+    SPEAKER_CLASS = "speaker_class"  # every speaker the same share, and within a speaker every class
+
+
+CORPUS_FOLDS = "corpus"  # --folds corpus: leave one corpus out per fold
+
+
 class TrainConfig(BaseModel):
     """Everything a run depends on; stored in its checkpoints and metrics."""
 
@@ -72,6 +84,13 @@ class TrainConfig(BaseModel):
         description="with select=inner: train again on all training speakers up to the chosen epoch, replaying "
         "the learning-rate schedule of the choosing run (the held-back speakers then train too)",
     )
+    folds: int | Literal["corpus"] | None = Field(
+        None,
+        description="speaker-grouped K-fold cross-validation (or 'corpus': leave one corpus out per fold) instead "
+        "of one split; the epoch is chosen on the folds' mean validation macro-F1",
+    )
+    ensemble: bool = Field(False, description="with folds: also write the K fold members as one ensemble.pt")
+    balance: Balance = Field(Balance.NONE, description="weighted sampling of training clips per epoch")
     synthetic_per_class: int = Field(0, ge=0, description="procedural clips per class added to training only")
     cache_dir: Path | None = None
     # model
@@ -80,6 +99,9 @@ class TrainConfig(BaseModel):
     embedding_dim: int = Field(128, gt=0)
     rnn_hidden: int = Field(128, gt=0)
     dropout: float = Field(0.3, ge=0, lt=1)
+    instnorm: bool = Field(
+        False, description="per-utterance mean/variance normalisation of each mel bin (in the model)"
+    )
     heads: int = Field(4, gt=0)
     layers: int = Field(2, gt=0)
     shared_dim: int = Field(128, gt=0)
@@ -95,6 +117,13 @@ class TrainConfig(BaseModel):
     plateau_patience: int = Field(3, ge=0)
     plateau_factor: float = Field(0.5, gt=0, lt=1)
     augment: AudioAugment = AudioAugment.SPEC
+    mixup: float = Field(0.0, ge=0, description="mixup Beta(alpha, alpha) on features and targets; 0: off")
+    speed_perturb: float = Field(
+        0.0, ge=0, le=1, description="with wave augmentation: share of clips resampled x0.9-1.1"
+    )
+    pitch_shift: float = Field(
+        0.0, ge=0, le=1, description="with wave augmentation: share of clips shifted +-1-2 semitones"
+    )
     seed: int = 0
     # running
     out: Path = Path("runs/audio")
@@ -120,6 +149,7 @@ class TrainConfig(BaseModel):
             dropout=self.dropout,
             heads=self.heads,
             layers=self.layers,
+            instnorm=self.instnorm,
         )
 
 

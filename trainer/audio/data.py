@@ -22,7 +22,7 @@ from engine.audio.frontend import FrontEnd, FrontEndConfig
 from engine.errors import ConfigError
 from trainer.audio import splits
 from trainer.audio.augment import AugmentConfig, Augmenter, SpecAugmentConfig, spec_augment
-from trainer.audio.config import SYNTHETIC, AudioAugment, SplitKind, TrainConfig
+from trainer.audio.config import SYNTHETIC, AudioAugment, Balance, SplitKind, TrainConfig
 from trainer.audio.corpora import AudioLoadReport, AudioRecord, load_corpus
 from trainer.audio.features import ClipBank, ClipSource, FeatureCache, mel_statistics, standardize
 from trainer.audio.splits import SPEAKER_RULE
@@ -122,6 +122,15 @@ def class_label(taxonomy) -> Callable[[Any], str]:
     return lambda r: taxonomy.class_of(r.emotion) or "(va only)"
 
 
+def load_for(cfg: TrainConfig, frontend: FrontEndConfig):
+    """(taxonomy, records, sources, load report) of a run's --taxonomy and --data."""
+    try:
+        taxonomy = get_taxonomy(cfg.taxonomy)
+    except ValueError as exc:
+        raise ConfigError(f"--taxonomy: {exc}") from exc
+    return (taxonomy, *load_records(cfg.data, taxonomy, frontend))
+
+
 def make_split(records, cfg: TrainConfig, taxonomy):
     """The configured split of `records` (a trainer.audio.splits.Split)."""
 
@@ -171,11 +180,7 @@ def prepare(cfg: TrainConfig, frontend: FrontEndConfig | None = None, progress: 
     """
 
     frontend = frontend or FrontEndConfig()
-    try:
-        taxonomy = get_taxonomy(cfg.taxonomy)
-    except ValueError as exc:
-        raise ConfigError(f"--taxonomy: {exc}") from exc
-    records, sources, report = load_records(cfg.data, taxonomy, frontend)
+    taxonomy, records, sources, report = load_for(cfg, frontend)
     source_of = {id(r): s for r, s in zip(records, sources, strict=True)}
     real = [r for r in records if r.corpus != SYNTHETIC]
     extra = [r for r in records if r.corpus == SYNTHETIC] if real else []
@@ -207,6 +212,34 @@ def prepare(cfg: TrainConfig, frontend: FrontEndConfig | None = None, progress: 
         frontend=frontend,
         load_report=report,
     )
+
+
+def prepare_pool(cfg: TrainConfig, frontend: FrontEndConfig | None = None, progress: bool = True):
+    """Every usable clip as one bank, for cross-validation: (RunData whose `train` is the pool the folds are
+    cut from and whose `val` is empty, ClipBank of clips that only ever train: procedural clips when real
+    corpora are present, and `synthetic_per_class`). The statistics are the whole pool's."""
+    frontend = frontend or FrontEndConfig()
+    taxonomy, records, sources, report = load_for(cfg, frontend)
+    pairs = list(zip(records, sources, strict=True))
+    has_real = any(r.corpus != SYNTHETIC for r in records)
+    folded = [(r, s) for r, s in pairs if r.corpus != SYNTHETIC or not has_real]
+    extra = [(r, s) for r, s in pairs if has_real and r.corpus == SYNTHETIC]
+    if cfg.synthetic_per_class:
+        more = synthetic_records(taxonomy.classes, cfg.synthetic_per_class, cfg.seed + 1000, frontend)
+        extra += list(zip(*more, strict=True))
+    cache = FeatureCache(frontend, cfg.cache_dir)
+    pool = bank_from([r for r, _ in folded], [s for _, s in folded], cache, taxonomy, progress)
+    extra_bank = bank_from([r for r, _ in extra], [s for _, s in extra], cache, taxonomy, progress)
+    mean, std = mel_statistics(ClipBank.concat([pool, extra_bank]).mels)
+    info = {
+        "rule": "all clips (cross-validation pool)",
+        "train": {"clips": len(pool) + len(extra_bank), "speakers": len(set(pool.speakers) | set(extra_bank.speakers))},
+        "val": {"clips": 0, "speakers": 0},
+        "val_speakers": [],
+        "train_speakers": sorted(set(pool.speakers) | set(extra_bank.speakers)),
+    }
+    run = RunData(list(taxonomy.classes), taxonomy.to_dict(), pool, pool.subset([]), info, mean, std, frontend, report)
+    return run, extra_bank
 
 
 def inner_split(prep: RunData, val_fraction: float, seed: int) -> RunData:
@@ -259,7 +292,11 @@ class TrainingBatches:
             rng = np.random.default_rng(cfg.seed)
             pick = rng.permutation(len(prep.train))[:200]
             bank = [prep.train.audio[i].astype(np.float32) for i in pick]
-            self.augmenter = Augmenter(AugmentConfig(sample_rate=prep.frontend.sample_rate), noise_bank=bank)
+            config = AugmentConfig(
+                sample_rate=prep.frontend.sample_rate, p_speed=cfg.speed_perturb, p_pitch=cfg.pitch_shift
+            )
+            self.augmenter = Augmenter(config, noise_bank=bank)
+        self.weights = sampling_weights(prep.train, cfg.balance)
 
     def __call__(self, index: Sequence[int], epoch: int, step: int, rank: int) -> tuple[torch.Tensor, ...]:
         bank = self.prep.train
@@ -279,14 +316,49 @@ class TrainingBatches:
         return x.to(self.device), y.to(self.device), va.to(self.device), has_va.to(self.device)
 
 
-def epoch_batches(n: int, batch: int, epoch: int, seed: int, world: int, rank: int) -> list[list[int]]:
+def sampling_weights(bank: ClipBank, balance: Balance) -> np.ndarray | None:
+    """Per-clip sampling weights (sum 1) for `balance`, or None for plain shuffling.
+
+    speaker: 1 / clips of the clip's speaker, so each speaker fills the same share of an epoch (TESS's two
+    voices with 1400 clips each weigh what a SAVEE speaker with 120 does); corpus: 1 / clips of the corpus;
+    speaker_class: each speaker the same share and, within it, each of its classes the same share.
+    """
+    if balance is Balance.NONE or len(bank) == 0:
+        return None
+    if balance is Balance.CORPUS:
+        keys: list[Any] = list(bank.corpora)
+    elif balance is Balance.SPEAKER:
+        keys = list(bank.speakers)
+    else:
+        keys = list(zip(bank.speakers, bank.labels.tolist(), strict=True))
+    _, inverse, counts = np.unique(np.array([str(k) for k in keys]), return_inverse=True, return_counts=True)
+    w = 1.0 / counts[inverse]
+    if balance is Balance.SPEAKER_CLASS:  # a speaker's cells share its weight: divide by its class count
+        cells: dict[str, set[int]] = {}
+        for spk, label in zip(bank.speakers, bank.labels.tolist(), strict=True):
+            cells.setdefault(spk, set()).add(label)
+        w = w / np.array([len(cells[spk]) for spk in bank.speakers])
+    return w / w.sum()
+
+
+def epoch_batches(
+    n: int, batch: int, epoch: int, seed: int, world: int, rank: int, weights: np.ndarray | None = None
+) -> list[list[int]]:
     """This rank's batches for an epoch. DistributedSampler gives every rank the same count; the last
-    short batch is dropped (fixed shapes for compiled graphs, no 1-clip BatchNorm batches)."""
+    short batch is dropped (fixed shapes for compiled graphs, no 1-clip BatchNorm batches).
+
+    With `weights` (from `sampling_weights`) the epoch is n clips drawn with replacement in proportion to
+    them, the same draw on every rank (seeded by seed and epoch), dealt out to the ranks in turn."""
     from torch.utils.data import DistributedSampler
 
-    sampler = DistributedSampler(range(n), num_replicas=world, rank=rank, shuffle=True, seed=seed)
-    sampler.set_epoch(epoch)
-    order = list(sampler)
+    if weights is not None:
+        rng = np.random.default_rng([seed, epoch, 0xBA1])
+        total = -(-n // world) * world
+        order = rng.choice(n, size=total, replace=True, p=weights)[rank::world].tolist()
+    else:
+        sampler = DistributedSampler(range(n), num_replicas=world, rank=rank, shuffle=True, seed=seed)
+        sampler.set_epoch(epoch)
+        order = list(sampler)
     per_rank = max(1, batch // world)
     batches = [order[i : i + per_rank] for i in range(0, len(order), per_rank)]
     if len(batches) > 1 and len(batches[-1]) < per_rank:

@@ -60,6 +60,16 @@ def place_in_window(audio: np.ndarray, n: int, rng: np.random.Generator | None =
     return out
 
 
+def crops_of(audio: np.ndarray, n: int, count: int) -> list[np.ndarray]:
+    """Up to `count` evenly spaced `n`-sample windows of a clip, first and last at its ends (test-time
+    averaging); a clip no longer than one window gives its one evaluation window."""
+    audio = np.asarray(audio, dtype=np.float32)
+    if audio.size <= n or count <= 1:
+        return [place_in_window(audio, n)]
+    starts = np.unique(np.linspace(0, audio.size - n, count).round().astype(np.int64))
+    return [audio[s : s + n] for s in starts]
+
+
 @dataclass
 class ClipSource:
     """Where one clip's audio comes from: a file, or a generator for procedural clips."""

@@ -146,9 +146,11 @@ def train(
     prep: RunData | None = None,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
     command: str | None = None,
+    on_model: Callable[[int, AudioModel, dict[str, np.ndarray]], None] | None = None,
 ) -> TrainResult:
     """Run the configured training. `on_epoch(epoch, row)` is called after every validation (HPO pruning
-    raises from it). Rank 0 writes checkpoints and reports to `cfg.out`."""
+    raises from it); `on_model(epoch, model, predictions)` on rank 0 with the epoch's weights and its
+    validation predictions (cross-validation keeps them). Rank 0 writes checkpoints and reports to `cfg.out`."""
 
     started = time.time()
     dist, device = setup(cfg)
@@ -195,9 +197,8 @@ def train(
         train_loss, train_accuracy = fit_epoch(
             cfg, net, batches_of, optimizer, weight, epoch, dist, f"epoch {epoch + 1}"
         )
-        val = quick_scores(
-            predict(net, prep.val, prep.mel_mean, prep.mel_std, eval_batch, device), prep.val, len(prep.classes)
-        )
+        val_pred = predict(net, prep.val, prep.mel_mean, prep.mel_std, eval_batch, device)
+        val = quick_scores(val_pred, prep.val, len(prep.classes))
         scheduler.step(val["loss"] if np.isfinite(val["loss"]) else -val["accuracy"])
         row = {
             "epoch": epoch + 1,
@@ -236,6 +237,8 @@ def train(
             if improved:
                 save_audio_model(model, out / BEST_CKPT, checkpoint_extra(cfg, prep, **state))
             save_audio_model(model, out / LAST_CKPT, checkpoint_extra(cfg, prep, **state))
+        if on_model is not None and dist.main:
+            on_model(epoch, model, val_pred)
         if on_epoch is not None:
             on_epoch(epoch, row)
 
@@ -293,14 +296,21 @@ def fit_epoch(
     from tqdm import tqdm
 
     net.train()
-    batches = epoch_batches(len(batches_of.prep.train), cfg.batch_size, epoch, cfg.seed, dist.world, dist.rank)
+    n = len(batches_of.prep.train)
+    batches = epoch_batches(n, cfg.batch_size, epoch, cfg.seed, dist.world, dist.rank, batches_of.weights)
     total, correct, seen = 0.0, 0, 0
     show = dist.main and sys.stderr.isatty()  # bars for a terminal; a log file gets the epoch lines
     bar = tqdm(batches, desc=f"{desc}/{cfg.epochs}", unit="batch", disable=not show, leave=False)
     for step, index in enumerate(bar):
         x, y, va, has_va = batches_of(index, epoch, step, dist.rank)
-        out_t = net(x)
-        loss = loss_fn(cfg, out_t, y, va, has_va, weight)
+        if cfg.mixup > 0:
+            x, y, y_mix, lam, va, has_va = mixup(x, y, va, has_va, cfg.mixup, [cfg.seed, epoch, dist.rank, step])
+            out_t = net(x)
+            loss = lam * loss_fn(cfg, out_t, y, va, has_va, weight)
+            loss = loss + (1 - lam) * loss_fn(cfg, out_t, y_mix, va, has_va, weight)
+        else:
+            out_t = net(x)
+            loss = loss_fn(cfg, out_t, y, va, has_va, weight)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -311,6 +321,20 @@ def fit_epoch(
         bar.set_postfix(loss=f"{total / max(1, step + 1) / len(index):.3f}")
     net.eval()
     return total / max(1, sum(len(b) for b in batches)), correct / max(1, seen)
+
+
+def mixup(x: torch.Tensor, y: torch.Tensor, va: torch.Tensor, has_va: torch.Tensor, alpha: float, seed: list[int]):
+    """Mixup (Zhang et al., 2018): each clip mixed with a partner of the same batch at one weight
+    lam ~ Beta(alpha, alpha), lam >= 0.5 so the first label stays the dominant one. Returns the mixed
+    features, both label vectors, lam, and the mixed valence/arousal targets (kept only where both
+    clips have them). Seeded per step: resumable, no hidden RNG state."""
+    rng = np.random.default_rng([*seed, 0x3A1])
+    lam = float(rng.beta(alpha, alpha))
+    lam = max(lam, 1 - lam)
+    perm = torch.as_tensor(rng.permutation(len(x)), device=x.device)
+    mixed = lam * x + (1 - lam) * x[perm]
+    va_mixed = lam * va + (1 - lam) * va[perm]
+    return mixed, y, y[perm], lam, va_mixed, has_va & has_va[perm]
 
 
 def refit_model(cfg: TrainConfig, data: RunData, schedule: list[float], dist: Dist, device: torch.device) -> AudioModel:

@@ -17,6 +17,7 @@ import argparse
 import json
 import shlex
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +26,23 @@ import torch
 from engine.config import Device
 from engine.errors import ConfigError
 from engine.models.encoders import Arch
-from trainer.audio.config import SYNTHETIC, AudioAugment, EpochChoice, SplitKind, TrainConfig, VALoss
+from trainer.audio.config import (
+    CORPUS_FOLDS,
+    SYNTHETIC,
+    AudioAugment,
+    Balance,
+    EpochChoice,
+    SplitKind,
+    TrainConfig,
+    VALoss,
+)
 from trainer.audio.loop import train
+
+
+def enum_argument(group, flag: str, default: StrEnum, text: str) -> None:
+    """A flag whose values are the members of `default`'s enum."""
+    kind = type(default)
+    group.add_argument(flag, type=kind, choices=list(kind), default=default, help=text)
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,12 +55,8 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
         "synthetic[:N_PER_CLASS[:SEED]] (default: synthetic)",
     )
     g.add_argument("--taxonomy", default="default", help="default | seed3 | a .toml/.json taxonomy file")
-    g.add_argument(
-        "--split",
-        type=SplitKind,
-        choices=list(SplitKind),
-        default=SplitKind.SPEAKER,
-        help="speaker (default), random (labelled NOT speaker-independent) or corpus",
+    enum_argument(
+        g, "--split", SplitKind.SPEAKER, "speaker (default), random (labelled NOT speaker-independent) or corpus"
     )
     g.add_argument("--test-corpus", help="with --split corpus: the corpus held out for testing")
     g.add_argument("--val-fraction", type=float, default=0.2)
@@ -60,7 +72,25 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
         "--refit",
         action=argparse.BooleanOptionalAction,
         default=False,
-        help="with --select inner: train again on all training speakers up to the chosen epoch",
+        help="with --select inner: train again on all training speakers up to the chosen epoch; with --folds: "
+        "train on every speaker for the epochs the folds chose (OUT/best.pt)",
+    )
+    g.add_argument(
+        "--folds",
+        type=fold_count,
+        nargs="?",
+        const=5,
+        metavar="K|corpus",
+        help="cross-validate instead of one split: K speaker-grouped folds (5 when given bare) or 'corpus' "
+        "(leave one corpus out); the epoch is chosen on the folds' mean macro-F1; --refit then trains on all",
+    )
+    g.add_argument(
+        "--ensemble",
+        action="store_true",
+        help="with --folds: also keep the K fold models at the chosen epoch as OUT/ensemble.pt (one ONNX graph)",
+    )
+    enum_argument(
+        g, "--balance", Balance.NONE, "weighted sampling per epoch: speaker (equal share each), corpus, speaker_class"
     )
     g.add_argument("--synthetic-per-class", type=int, default=0, help="procedural clips added to training only")
     g.add_argument("--cache-dir", type=Path, help="feature cache (default ~/.cache/synesthesia/features)")
@@ -72,6 +102,28 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     for name, default in (("width", 32), ("embedding-dim", 128), ("rnn-hidden", 128), ("heads", 4), ("layers", 2)):
         g.add_argument(f"--{name}", type=int, default=default)
     g.add_argument("--dropout", type=float, default=0.3)
+    add_instnorm_argument(g)
+
+
+def add_instnorm_argument(g) -> None:
+    g.add_argument(
+        "--instnorm",
+        action="store_true",
+        help="normalise each mel bin per utterance (mean/variance over time) inside the model",
+    )
+
+
+def fold_count(text: str) -> int | str:
+    """--folds value: an integer >= 2 or 'corpus'."""
+    if text == CORPUS_FOLDS:
+        return text
+    try:
+        k = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--folds takes an integer >= 2 or 'corpus', not {text!r}") from None
+    if k < 2:
+        raise argparse.ArgumentTypeError("--folds needs at least 2 folds")
+    return k
 
 
 def add_optim_arguments(parser: argparse.ArgumentParser, epochs: int = 20) -> None:
@@ -85,6 +137,13 @@ def add_optim_arguments(parser: argparse.ArgumentParser, epochs: int = 20) -> No
     g.add_argument("--label-smoothing", type=float, default=0.0)
     g.add_argument("--class-weights", action="store_true", help="inverse-frequency cross-entropy weights")
     g.add_argument("--augment", type=AudioAugment, choices=list(AudioAugment), default=AudioAugment.SPEC)
+    g.add_argument("--mixup", type=float, default=0.0, metavar="ALPHA", help="mixup with Beta(ALPHA, ALPHA); 0: off")
+    g.add_argument(
+        "--speed-perturb", type=float, default=0.0, metavar="P", help="with wave augmentation: share of clips x0.9-1.1"
+    )
+    g.add_argument(
+        "--pitch-shift", type=float, default=0.0, metavar="P", help="with wave augmentation: share of clips +-1-2 st"
+    )
     g.add_argument("--seed", type=int, default=0)
 
 
@@ -132,6 +191,17 @@ def command_line(args: argparse.Namespace) -> str:
 
 def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
+    if cfg.folds is not None:
+        from trainer.audio.folds import cross_validate
+
+        metrics = cross_validate(cfg, command=command_line(args))
+        figures = {k: metrics["mean_sd"][k] for k in ("accuracy", "macro_f1")}
+        print(
+            json.dumps(
+                {"out": str(cfg.out), "protocol": metrics["protocol"], "best_epoch": metrics["best_epoch"], **figures}
+            )
+        )
+        return 0
     try:
         result = train(cfg, command=command_line(args))
     finally:

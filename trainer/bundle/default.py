@@ -3,9 +3,12 @@
 Steps (each a plain `synesthesia-train audio` run under RUNS/<step>, listed with its exact command in
 the bundle's metrics):
 
-- main     the shipped encoder: default taxonomy, speaker-independent 80/20 split of RAVDESS + EmoDB
+- main     the shipped encoder: default taxonomy, speaker-independent 80/20 split of RAVDESS, EmoDB, TESS and
+           SAVEE, speaker-balanced sampling
 - seed3    the same recipe on the seed study's three classes (fearful -> sad), speaker-independent
 - cross    cross-corpus: train on RAVDESS, test on EmoDB, and the reverse
+- cv       (only with --steps cv) speaker-grouped 5-fold cross-validation of the recipe, refit on all speakers
+- loco     (only with --steps loco) leave one corpus out, each of the four in turn
 - bundle   export `main` (ONNX + parity check) with every figure, the data and the licence
 - gan      `trainer.bundle.art_default.build_default(bundle_dir, runs_dir, data_root)` adds the aligned
            audio projection, generator and art index to the same bundle
@@ -28,7 +31,8 @@ from engine.audio.frontend import FrontEndConfig
 from engine.errors import ConfigError
 from engine.models.bundle import DEFAULT_BUNDLE
 from engine.models.checkpoint import load_audio_model
-from trainer.audio.config import AudioAugment, SplitKind, TrainConfig, json_safe
+from trainer.audio.config import CORPUS_FOLDS, AudioAugment, Balance, SplitKind, TrainConfig, json_safe
+from trainer.audio.folds import cross_validate
 from trainer.audio.loop import checkpoint_info, train
 from trainer.bundle.art_default import build_default as build_art_default
 from trainer.bundle.art_default import load_art_source
@@ -36,11 +40,26 @@ from trainer.bundle.export import TensorRTMode, compile_tensorrt, write_bundle
 
 log = logging.getLogger("synesthesia.train.default")
 
-LICENSE = (
-    "Model weights: CC BY-NC-SA 4.0 (non-commercial, share-alike), inherited from the RAVDESS training data "
-    "(Livingstone & Russo 2018, CC BY-NC-SA 4.0); also trained on EmoDB (Burkhardt et al. 2005), free for "
-    "research use. Code: Apache-2.0."
-)
+LICENSE_PARTS = {
+    "ravdess": "RAVDESS (Livingstone & Russo 2018, CC BY-NC-SA 4.0)",
+    "emodb": "EmoDB (Burkhardt et al. 2005, free for research use)",
+    "tess": "TESS (Dupuis & Pichora-Fuller 2010, CC BY-NC-ND 4.0)",
+    "savee": "SAVEE (Haq & Jackson 2009, free for research use)",
+}
+
+
+def license_for(specs: list[str]) -> str:
+    """The bundle's licence line for the corpora it was trained on."""
+    corpora = list(dict.fromkeys(spec.split(":", 1)[0] for spec in specs))
+    names = [LICENSE_PARTS[n] for n in corpora if n in LICENSE_PARTS]
+    # non-commercial whatever the mix: the recipe's terms are RAVDESS's (and TESS's), and stricter is safe
+    terms = "CC BY-NC-SA 4.0 (non-commercial, share-alike)"
+    if "ravdess" in corpora:
+        terms += ", inherited from the RAVDESS training data"
+    return f"Model weights: {terms}; trained on {', '.join(names) or 'the corpora under data'}. Code: Apache-2.0."
+
+
+CORPORA = ("ravdess", "emodb", "tess", "savee")  # the four corpora of ../shared/data, 32 speakers
 
 # The recipe chosen by the family screen on this data (docs/training.md): cnn_lstm_attn beat cnn, resnet,
 # transformer and ann at equal epochs; the waveform chain (gallery noise, reverb, band limits) made it
@@ -57,6 +76,8 @@ RECIPE: dict[str, Any] = {
     "augment": AudioAugment.FULL,
     "va_weight": 0.5,
     "refit": True,
+    # TESS has 2 voices and 2800 clips, SAVEE 4 and 480: without weights two voices fill half of every epoch
+    "balance": Balance.SPEAKER,
 }
 
 # the goals of the default encoder (issue "Trainer I")
@@ -72,6 +93,8 @@ class Step(StrEnum):
     MAIN = "main"
     SEED3 = "seed3"
     CROSS = "cross"
+    CV = "cv"  # speaker-grouped 5-fold cross-validation of the recipe (issue 12's selection protocol)
+    LOCO = "loco"  # leave one corpus out, each corpus in turn
     BUNDLE = "bundle"
     GAN = "gan"
 
@@ -96,7 +119,7 @@ def audio_command(cfg: TrainConfig) -> str:
 def configs(args: argparse.Namespace) -> dict[str, TrainConfig]:
     """The training runs of each step."""
     root = Path(args.data_root)
-    specs = args.data or [f"ravdess:{root / 'ravdess'}", f"emodb:{root / 'emodb'}"]
+    specs = args.data or [f"{name}:{root / name}" for name in CORPORA]
     recipe = {**RECIPE, **{k: v for k, v in vars(args).items() if k in RECIPE and v is not None}}
     common = {
         **recipe,
@@ -112,6 +135,8 @@ def configs(args: argparse.Namespace) -> dict[str, TrainConfig]:
         "main": TrainConfig(**common, out=runs / "main"),
         "seed3": TrainConfig(**common, taxonomy="seed3", out=runs / "seed3"),
     }
+    out["cv"] = TrainConfig(**common, folds=5, out=runs / "cv")
+    out["loco"] = TrainConfig(**{**common, "refit": False}, folds=CORPUS_FOLDS, out=runs / "loco")
     corpora = [s.split(":", 1)[0] for s in specs]
     if "ravdess" in corpora and "emodb" in corpora:
         for train_on, test_on in (("ravdess", "emodb"), ("emodb", "ravdess")):
@@ -126,7 +151,22 @@ def run_step(cfg: TrainConfig, reuse: bool) -> dict[str, Any]:
     if reuse and done.is_file():
         log.info("reusing %s", done)
         return json.loads(done.read_text(encoding="utf-8"))
+    if cfg.folds is not None:
+        return json_safe(cross_validate(cfg, command=audio_command(cfg)))
     return json_safe(train(cfg, command=audio_command(cfg)).metrics)
+
+
+def brief_folds(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The headline figures of a fold run: mean ± sd per metric, the chosen epoch, the folds' speakers."""
+    return {
+        "protocol": metrics["protocol"],
+        "k": metrics["k"],
+        "best_epoch": metrics["best_epoch"],
+        "mean_sd": metrics["mean_sd"],
+        "fold_val_speakers": [f["val_speakers"] for f in metrics["folds"]],
+        "train_seconds": metrics["duration_s"],
+        "command": metrics["command"],
+    }
 
 
 def brief(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -184,6 +224,9 @@ def bundle_metrics(results: dict[str, dict[str, Any]], command: str) -> dict[str
     }
     if "seed3" in results:
         metrics["seed3"] = brief(results["seed3"])
+    for name in ("cv", "loco"):
+        if name in results:
+            metrics[name] = brief_folds(results[name])
     cross = {k.replace("_to_", "->"): brief(v) for k, v in results.items() if "_to_" in k}
     if cross:
         metrics["cross_corpus"] = cross
@@ -213,7 +256,7 @@ def write_default_bundle(out: Path, runs: dict[str, dict[str, Any]], main_cfg: T
         mel_std=info["mel_std"],
         metrics=bundle_metrics(runs, command),
         data=data,
-        license=LICENSE,
+        license=license_for(main_cfg.data),
     )
     compile_tensorrt(out, TensorRTMode.AUTO)
     log.info("wrote %s", out)
@@ -249,6 +292,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--width", type=int)
     parser.add_argument("--rnn-hidden", type=int)
     parser.add_argument("--augment", type=AudioAugment, choices=list(AudioAugment))
+    parser.add_argument(
+        "--balance",
+        type=Balance,
+        choices=list(Balance),
+        help="default: speaker (--balance none: the 2026-12-01 bundle)",
+    )
     parser.add_argument("--synthetic-per-class", type=int, default=0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache-dir", type=Path)
@@ -261,6 +310,8 @@ def run(args: argparse.Namespace) -> int:
     results: dict[str, dict[str, Any]] = {}
     for name, cfg in cfgs.items():
         step = Step.CROSS if "_to_" in name else Step(name)
+        if step in (Step.CV, Step.LOCO) and args.steps is None:
+            continue  # fold runs (5-6x a single run) only when asked: --steps cv / --steps loco
         metrics_file = Path(cfg.out) / "metrics.json"
         if step in steps:
             results[name] = run_step(cfg, args.reuse)

@@ -26,7 +26,7 @@ from engine.models.bundle import Bundle, load_bundle
 from trainer.audio import reports
 from trainer.audio.config import SYNTHETIC, json_safe
 from trainer.audio.data import bank_from, load_records
-from trainer.audio.features import FeatureCache, standardize
+from trainer.audio.features import FeatureCache, crops_of, standardize
 from trainer.audio.taxonomy import get_taxonomy
 from trainer.gan import evaluate as art_eval
 from trainer.space.data import ART_ENCODER_FILE, DEFAULT_CLASSES, load_art, load_bundle_models
@@ -52,7 +52,10 @@ def evaluate_bundle(
     backend: BackendKind = BackendKind.ONNX,
     cache_dir: Path | None = None,
     out: Path | None = None,
+    crops: int = 1,
 ) -> dict[str, Any]:
+    """Figures of a bundle on labelled audio; `crops` > 1 averages logits and valence/arousal over that many
+    evenly spaced windows of each (trimmed) clip instead of its one centred window."""
     bundle = load_bundle(bundle_dir)
     man = bundle.manifest
     tax_name = taxonomy_name or man.data.get("taxonomy", {}).get("name") or "default"
@@ -63,15 +66,19 @@ def evaluate_bundle(
         )
     frontend = bundle.frontend_config()
     records, sources, report = load_records(specs, taxonomy, frontend)
-    bank = bank_from(records, sources, FeatureCache(frontend, cache_dir), taxonomy)
+    cache = FeatureCache(frontend, cache_dir)
+    bank = bank_from(records, sources, cache, taxonomy)
     runner = runner_for(bundle, backend)
-    logits, va = [], []
-    for start in range(0, len(bank), 32):
-        x = standardize(bank.mels[start : start + 32], np.asarray(man.audio.mel_mean), np.asarray(man.audio.mel_std))
-        res = runner(x.numpy())
-        logits.append(res[0])
-        va.append(res[1])
-    logits_a, va_a = np.concatenate(logits), np.concatenate(va)
+    mean, std = np.asarray(man.audio.mel_mean), np.asarray(man.audio.mel_std)
+    if crops > 1:
+        logits_a, va_a = averaged_over_crops(bank, runner, cache, crops, mean, std)
+    else:
+        logits, va = [], []
+        for start in range(0, len(bank), 32):
+            res = runner(standardize(bank.mels[start : start + 32], mean, std).numpy())
+            logits.append(res[0])
+            va.append(res[1])
+        logits_a, va_a = np.concatenate(logits), np.concatenate(va)
     preds = logits_a.argmax(1)
     seen = set(man.data.get("split", {}).get("train_speakers", []))
     held = set(man.data.get("split", {}).get("val_speakers", []))
@@ -87,6 +94,7 @@ def evaluate_bundle(
         "bundle": str(bundle.path),
         "backend": runner.describe(),
         "taxonomy": tax_name,
+        "crops": crops,
         "data": {"specs": specs, "load": report},
         "all": scores(everything),
     }
@@ -110,6 +118,26 @@ def evaluate_bundle(
             result["all"]["confusion"], bundle.classes, f"{man.name} on {', '.join(specs)}", out / "confusion.png"
         )
     return result
+
+
+def averaged_over_crops(bank, runner, cache: FeatureCache, crops: int, mean, std) -> tuple[np.ndarray, np.ndarray]:
+    """Test-time averaging: logits and valence/arousal of each clip averaged over its `crops_of` windows."""
+    n = cache.config.n_samples
+    windows, owner = [], []
+    for i, clip in enumerate(bank.audio):
+        parts = crops_of(clip, n, crops)
+        windows += parts
+        owner += [i] * len(parts)
+    mels = cache.mels(windows)
+    outs = [runner(standardize(mels[s : s + 32], mean, std).numpy()) for s in range(0, len(mels), 32)]
+    logits, va = (np.concatenate([o[j] for o in outs]) for j in (0, 1))
+    idx = np.asarray(owner)
+    count = np.bincount(idx, minlength=len(bank))[:, None]
+    mean_logits = np.zeros((len(bank), logits.shape[1]))
+    mean_va = np.zeros((len(bank), va.shape[1]))
+    np.add.at(mean_logits, idx, logits)
+    np.add.at(mean_va, idx, va)
+    return (mean_logits / count).astype(np.float32), (mean_va / count).astype(np.float32)
 
 
 GAN_ART_PER_CLASS = 100  # procedural reference artworks per emotion (training side of the k-NN vote)
@@ -162,12 +190,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--cache-dir", type=Path)
     parser.add_argument("--out", type=Path, help="write evaluate.json and confusion.png here")
+    parser.add_argument(
+        "--crops", type=int, default=1, help="test-time averaging over this many windows of each clip (default 1)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     result: dict[str, Any] = {}
     if args.data:
-        result = evaluate_bundle(args.bundle, args.data, args.taxonomy, args.backend, args.cache_dir, args.out)
+        result = evaluate_bundle(
+            args.bundle, args.data, args.taxonomy, args.backend, args.cache_dir, args.out, crops=args.crops
+        )
         if any(spec.split(":")[0] == SYNTHETIC for spec in args.data):
             log.info("procedural clips are a smoke test, not a measure of real speech")
     bundle = load_bundle(args.bundle)

@@ -21,8 +21,9 @@ from engine.audio.frontend import FrontEndConfig
 from engine.errors import SynesthesiaError
 from engine.inference.base import Component, example_inputs
 from engine.models.bundle import MANIFEST, Manifest, load_bundle, write_manifest
-from engine.models.checkpoint import load_audio_model, save_audio_model, save_generator, save_upsampler
+from engine.models.checkpoint import load_audio_model, save_audio_model, save_ensemble, save_generator, save_upsampler
 from engine.models.encoders import count_parameters
+from engine.models.ensemble import EnsembleAudioModel
 from engine.models.generator import Generator
 from engine.models.heads import AudioModel
 from engine.models.upsampler import Upsampler
@@ -84,7 +85,7 @@ def write_bundle(
     out_dir: str | Path,
     *,
     name: str,
-    audio_model: AudioModel,
+    audio_model: AudioModel | EnsembleAudioModel,
     classes: Sequence[str],
     frontend: FrontEndConfig,
     mel_mean: Sequence[float] | np.ndarray,
@@ -103,9 +104,18 @@ def write_bundle(
     if out.exists() and overwrite:
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
-    enc_cfg = audio_model.encoder.config
+    members = audio_model.members if isinstance(audio_model, EnsembleAudioModel) else None
     frames = frontend.n_frames
-    save_audio_model(audio_model, out / "audio_model.pt")
+    if members is not None:  # a fold ensemble: one graph, the members' shared config, `ensemble: K`
+        enc_cfg = audio_model.config
+        shared_dim = audio_model.shared_dim
+        parameters = sum(count_parameters(m.encoder) for m in members)
+        save_ensemble(audio_model, out / "audio_model.pt")
+    else:
+        enc_cfg = audio_model.encoder.config
+        shared_dim = audio_model.projection.net[-1].out_features
+        parameters = count_parameters(audio_model.encoder)
+        save_audio_model(audio_model, out / "audio_model.pt")
     parity = {
         "audio_model": export_onnx(
             audio_model,
@@ -115,7 +125,6 @@ def write_bundle(
             AudioModel.output_names,
         )
     }
-    shared_dim = audio_model.projection.net[-1].out_features
     manifest: dict[str, Any] = {
         "name": name,
         "classes": list(classes),
@@ -127,10 +136,11 @@ def write_bundle(
         "encoder": {
             "arch": enc_cfg.arch.value,
             "embedding_dim": enc_cfg.embedding_dim,
-            "parameters": count_parameters(audio_model.encoder),
+            "parameters": parameters,
             "onnx": "audio_model.onnx",
             "torch": "audio_model.pt",
             "config": enc_cfg.model_dump(mode="json"),
+            **({"ensemble": len(members)} if members is not None else {}),
         },
         "shared_dim": shared_dim,
         "metrics": dict(metrics or {}),

@@ -1,0 +1,240 @@
+"""Issue 12's protocol on tiny procedural data: speaker-grouped folds, balanced sampling, mixup, instnorm,
+fold ensembles exported as one ONNX graph, and test-time crops (CPU, seconds each)."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from engine.inference.base import Component
+from engine.inference.onnx_backend import OnnxRunner
+from engine.inference.torch_backend import TorchRunner
+from engine.models.bundle import load_bundle
+from engine.models.checkpoint import audio_model_from_config, load_audio_model
+from engine.models.encoders import Arch, EncoderConfig, build_encoder
+from engine.models.ensemble import EnsembleAudioModel
+from trainer.audio.config import Balance
+from trainer.audio.data import epoch_batches, sampling_weights
+from trainer.audio.features import ClipBank, crops_of
+from trainer.audio.folds import corpus_folds, speaker_folds
+from trainer.audio.loop import mixup
+from trainer.bundle.export import PARITY_ATOL
+from trainer.cli import main
+
+TINY = ["--data", "synthetic:6", "--width", "4", "--embedding-dim", "16", "--rnn-hidden", "16"]
+FAST = ["--no-reports", "--latency-runs", "0", "--augment", "none", "--heads", "2", "--layers", "1"]
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("features")
+
+
+@pytest.fixture(scope="module")
+def fold_run(tmp_path_factory: pytest.TempPathFactory, cache: Path) -> Path:
+    """One 3-fold run with every switch on: refit, ensemble, instnorm, mixup, speaker balance."""
+    out = tmp_path_factory.mktemp("cv")
+    argv = ["audio", *TINY, *FAST, "--arch", "ann", "--epochs", "2", "--folds", "3", "--refit", "--ensemble"]
+    argv += ["--instnorm", "--mixup", "0.4", "--balance", "speaker", "--cache-dir", str(cache), "--out", str(out)]
+    assert main(argv) == 0
+    return out
+
+
+def bank_of(speakers: list[str], labels: list[int], corpora: list[str] | None = None) -> ClipBank:
+    n = len(speakers)
+    return ClipBank(
+        audio=[np.zeros(4, np.float16)] * n,
+        mels=np.zeros((n, 2, 2), np.float32),
+        labels=np.asarray(labels, dtype=np.int64),
+        va=np.zeros((n, 2), np.float32),
+        has_va=np.ones(n, bool),
+        speakers=speakers,
+        corpora=corpora or ["c"] * n,
+    )
+
+
+def test_grouped_folds_keep_speakers_apart_and_hold_every_class() -> None:
+    rng = np.random.default_rng(0)
+    speakers, labels = [], []
+    for s in range(15):  # unequal speakers, every speaker with every class, a few clips each
+        for c in range(4):
+            for _ in range(int(rng.integers(1, 6))):
+                speakers.append(f"spk{s:02d}")
+                labels.append(c)
+    folds = speaker_folds(speakers, np.asarray(labels), 5, seed=3)
+    assert sorted(int(i) for f in folds for i in f) == list(range(len(labels)))  # a partition of the clips
+    fold_speakers = [{speakers[i] for i in f} for f in folds]
+    for a in range(5):
+        for b in range(a + 1, 5):
+            assert fold_speakers[a].isdisjoint(fold_speakers[b])  # no speaker in two folds
+        assert {labels[i] for i in folds[a]} == {0, 1, 2, 3}  # every class in every fold
+    again = speaker_folds(speakers, np.asarray(labels), 5, seed=3)
+    assert all(np.array_equal(x, y) for x, y in zip(folds, again, strict=True))  # deterministic by seed
+    assert [len(f) for f in corpus_folds(["b", "a", "b", "c"])] == [1, 2, 1]
+
+
+def test_too_few_speakers_for_k_folds_is_a_config_error() -> None:
+    from engine.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="number of speakers"):
+        speaker_folds(["a", "a", "b"], np.array([0, 1, 0]), 3, 0)
+
+
+def test_speaker_balance_gives_every_speaker_an_equal_share() -> None:
+    # one voice with 1000 clips (TESS-like), one with 100, one with 10
+    speakers = ["big"] * 1000 + ["mid"] * 100 + ["small"] * 10
+    bank = bank_of(speakers, [i % 4 for i in range(len(speakers))])
+    weights = sampling_weights(bank, Balance.SPEAKER)
+    drawn = Counter()
+    for epoch in range(20):
+        for batch in epoch_batches(len(bank), 16, epoch, seed=7, world=1, rank=0, weights=weights):
+            drawn.update(speakers[i] for i in batch)
+    total = sum(drawn.values())
+    for spk in ("big", "mid", "small"):
+        assert abs(drawn[spk] / total - 1 / 3) < 0.02, drawn
+    assert sampling_weights(bank, Balance.NONE) is None
+    # two ranks get the same number of batches and together cover the weighted draw
+    r0 = epoch_batches(len(bank), 16, 0, 7, 2, 0, weights)
+    r1 = epoch_batches(len(bank), 16, 0, 7, 2, 1, weights)
+    assert len(r0) == len(r1) and all(len(b) == 8 for b in r0 + r1)
+
+
+def test_speaker_class_and_corpus_balance() -> None:
+    speakers = ["a"] * 90 + ["a"] * 10 + ["b"] * 20
+    labels = [0] * 90 + [1] * 10 + [0] * 20
+    corpora = ["x"] * 100 + ["y"] * 20
+    bank = bank_of(speakers, labels, corpora)
+    w = sampling_weights(bank, Balance.SPEAKER_CLASS)
+    assert np.isclose(w[:90].sum(), 0.25) and np.isclose(w[90:100].sum(), 0.25) and np.isclose(w[100:].sum(), 0.5)
+    w = sampling_weights(bank, Balance.CORPUS)
+    assert np.isclose(w[:100].sum(), 0.5) and np.isclose(w[100:].sum(), 0.5)
+
+
+def test_mixup_mixes_features_and_targets() -> None:
+    x = torch.arange(8, dtype=torch.float32).reshape(4, 1, 1, 2)
+    y = torch.tensor([0, 1, 2, 3])
+    va = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0]])
+    has = torch.tensor([True, True, False, True])
+    mixed, y1, y2, lam, va_m, has_m = mixup(x, y, va, has, 0.4, [0, 1, 2])
+    assert 0.5 <= lam <= 1.0 and torch.equal(y1, y)
+    perm = [int((y == t).nonzero()) for t in y2]
+    torch.testing.assert_close(mixed, lam * x + (1 - lam) * x[perm])
+    torch.testing.assert_close(va_m, lam * va + (1 - lam) * va[perm])
+    assert torch.equal(has_m, has & has[perm])
+    again = mixup(x, y, va, has, 0.4, [0, 1, 2])
+    assert again[3] == lam  # seeded per step
+
+
+def test_instnorm_removes_a_fixed_channel_colouring() -> None:
+    cfg = EncoderConfig(arch=Arch.CNN, n_mels=32, n_frames=40, width=4, embedding_dim=8, instnorm=True)
+    enc = build_encoder(cfg).eval()
+    x = torch.randn(2, 1, 32, 40)
+    colouring = torch.linspace(-3, 3, 32)[None, None, :, None]  # a microphone's per-band offset
+    with torch.no_grad():
+        for a, b in zip(enc(x), enc(x + colouring), strict=True):
+            torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+    plain = build_encoder(cfg.model_copy(update={"instnorm": False}))
+    assert plain.state_dict().keys() == enc.state_dict().keys()  # no new weights: old checkpoints load
+
+
+def test_ensemble_is_the_mean_of_its_members_on_their_own_statistics() -> None:
+    enc = {"arch": "ann", "n_mels": 8, "n_frames": 16, "embedding_dim": 8}
+    torch.manual_seed(0)
+    members = [audio_model_from_config(enc, 4).eval() for _ in range(3)]
+    rng = np.random.default_rng(0)
+    stats = [(rng.normal(size=8), rng.uniform(0.5, 2, size=8)) for _ in members]
+    mean_b, std_b = rng.normal(size=8), rng.uniform(0.5, 2, size=8)
+    ens = EnsembleAudioModel(members, mean_b, std_b, stats).eval()
+    raw = torch.randn(2, 1, 8, 16, dtype=torch.float64)
+
+    def z(m, s):
+        return ((raw - torch.as_tensor(m)[:, None]) / torch.as_tensor(s)[:, None]).float()
+
+    with torch.no_grad():
+        got = ens(z(mean_b, std_b))
+        outs = [m(z(*st)) for m, st in zip(members, stats, strict=True)]
+    torch.testing.assert_close(got[0], torch.stack([o[0] for o in outs]).mean(0), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(got[1], torch.stack([o[1] for o in outs]).mean(0), atol=1e-5, rtol=1e-4)
+    assert torch.allclose(got[2].norm(dim=1), torch.ones(2)) and torch.allclose(got[3].norm(dim=1), torch.ones(2))
+
+
+def test_audio_folds_writes_fold_means_and_confusions(fold_run: Path) -> None:
+    metrics = json.loads((fold_run / "metrics.json").read_text())
+    assert metrics["k"] == 3 and metrics["protocol"].startswith("speaker-grouped 3-fold")
+    assert metrics["selection"]["on"] == "mean validation macro-F1 over the folds"
+    assert len(metrics["selection"]["mean_macro_f1"]) == 2 and 1 <= metrics["best_epoch"] <= 2
+    for key in ("accuracy", "macro_f1", "f1/angry", "recall/sad", "valence_ccc", "arousal_ccc", "synthetic/accuracy"):
+        cell = metrics["mean_sd"][key]
+        assert cell["n"] == 3 and cell["sd"] >= 0 and np.isfinite(cell["mean"])
+    speakers = [set(f["val_speakers"]) for f in metrics["folds"]]
+    assert sum(len(s) for s in speakers) == len(set().union(*speakers)) == 6  # every voice in exactly one fold
+    for fold in metrics["folds"]:
+        assert len(fold["scores"]["confusion"]) == 4 and set(fold["val"]["classes"]) == {
+            "angry",
+            "happy",
+            "sad",
+            "neutral",
+        }
+    assert metrics["pooled_out_of_fold"]["n"] == 24
+    md = (fold_run / "folds.md").read_text()
+    assert "| macro_f1 |" in md and "±" in md and "Fold 3 confusion" in md
+    assert metrics["refit"]["clips"] == 24 and (fold_run / "best.pt").is_file()
+    assert metrics["ensemble"]["members"] == 3
+    assert not (fold_run / "fold-1" / "epochs").exists()  # the unchosen epochs' weights are gone
+    assert metrics["config"]["instnorm"] and metrics["config"]["mixup"] == 0.4
+
+
+def test_fold_ensemble_exports_as_one_graph_the_engine_runs(fold_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "bundle"
+    assert main(["export", str(fold_run / "ensemble.pt"), "--out", str(out), "--tensorrt", "off"]) == 0
+    bundle = load_bundle(out)
+    enc = bundle.manifest.encoder
+    assert enc.model_extra["ensemble"] == 3 and enc.config.instnorm
+    assert bundle.manifest.metrics["export_parity_max_abs"]["audio_model"] <= PARITY_ATOL
+    x = np.random.default_rng(1).standard_normal((3, 1, 128, 130)).astype(np.float32)
+    got = OnnxRunner(bundle, Component.AUDIO, threads=1)(x)
+    ref = TorchRunner(bundle, Component.AUDIO)(x)
+    assert [g.shape for g in got] == [(3, 4), (3, 2), (3, 16), (3, 128)]
+    for g, r in zip(got, ref, strict=True):
+        np.testing.assert_allclose(g, r, atol=PARITY_ATOL)
+    assert isinstance(load_audio_model(bundle.file("audio_model.pt")), EnsembleAudioModel)
+    # the refitted single model exports as an ordinary bundle
+    assert main(["export", str(fold_run / "best.pt"), "--out", str(tmp_path / "refit"), "--tensorrt", "off"]) == 0
+    assert "ensemble" not in load_bundle(tmp_path / "refit").manifest.encoder.model_extra
+
+
+def test_compare_two_families_under_three_folds(tmp_path: Path, cache: Path) -> None:
+    argv = ["compare", *TINY, *FAST, "--epochs", "1", "--arch", "ann", "--arch", "cnn", "--folds", "3"]
+    assert main([*argv, "--cache-dir", str(cache), "--out", str(tmp_path)]) == 0
+    result = json.loads((tmp_path / "compare.json").read_text())
+    assert [r["name"] for r in result["rows"]] == ["ann", "cnn"]
+    assert result["protocol"].startswith("speaker-grouped 3-fold")
+    md = (tmp_path / "compare.md").read_text()
+    assert "| ann |" in md and "±" in md
+    assert (tmp_path / "cnn" / "metrics.json").is_file()
+
+
+def test_leave_one_corpus_out_needs_two_corpora(tmp_path: Path, cache: Path) -> None:
+    argv = ["audio", *TINY, *FAST, "--arch", "ann", "--epochs", "1", "--folds", "corpus"]
+    assert main([*argv, "--cache-dir", str(cache), "--out", str(tmp_path)]) == 2  # one corpus: a config error
+
+
+def test_hpo_trials_score_on_the_fold_mean(tmp_path: Path, cache: Path) -> None:
+    db = tmp_path / "study.db"
+    argv = ["hpo", *TINY, *FAST, "--arch", "ann", "--epochs", "1", "--trials", "1", "--folds", "3"]
+    argv += ["--storage", f"sqlite:///{db}", "--study-name", "f", "--cache-dir", str(cache), "--out", str(tmp_path)]
+    assert main(argv) == 0
+    result = json.loads((tmp_path / "hpo.json").read_text())
+    assert "folds' mean validation macro-F1" in result["protocol"] and len(result["trials"]) == 1
+
+
+def test_crops_cover_a_long_clip_evenly() -> None:
+    clip = np.arange(100, dtype=np.float32)
+    parts = crops_of(clip, 40, 3)
+    assert [int(p[0]) for p in parts] == [0, 30, 60] and all(p.size == 40 for p in parts)
+    assert len(crops_of(clip[:30], 40, 3)) == 1 and crops_of(clip[:30], 40, 3)[0].size == 40

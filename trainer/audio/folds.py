@@ -1,0 +1,337 @@
+"""Speaker-grouped K-fold cross-validation (`synesthesia-train audio --folds K`) and leave-one-corpus-out
+(`--folds corpus`): the selection protocol of issue 12.
+
+Folds are groups of whole speakers (scikit-learn's `StratifiedGroupKFold`, seeded: no speaker in two
+folds, class shares as even as whole speakers allow). Each fold trains on the other K-1 folds and is
+validated on its own; every epoch's validation predictions are kept, the epoch is chosen on the folds'
+**mean validation macro-F1 curve**, and every fold is then scored at that one epoch: mean ± sd over folds
+per metric, per corpus, each fold's confusion matrix, and the pooled out-of-fold figures. `--refit`
+trains one model on every speaker for the chosen epochs (`OUT/best.pt`, what `export` takes);
+`--ensemble` keeps the K fold models at the chosen epoch as one `EnsembleAudioModel` (`OUT/ensemble.pt`).
+
+Side effects: fold runs under OUT/fold-K/, OUT/metrics.json, OUT/folds.md, and the two checkpoints.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engine.errors import ConfigError
+from engine.models.checkpoint import load_audio_model, save_audio_model, save_ensemble
+from engine.models.encoders import count_parameters
+from engine.models.ensemble import EnsembleAudioModel
+from trainer.audio import reports
+from trainer.audio.config import BEST_CKPT, CORPUS_FOLDS, EpochChoice, TrainConfig, json_safe
+from trainer.audio.data import RunData, prepare_pool
+from trainer.audio.features import ClipBank, mel_statistics
+from trainer.audio.loop import build_model, checkpoint_extra, refit_model, setup, train
+from trainer.audio.results import fit_projection
+from trainer.audio.splits import SPEAKER_RULE
+
+log = logging.getLogger("synesthesia.train.folds")
+
+ENSEMBLE_CKPT = "ensemble.pt"
+EPOCHS_DIR = "epochs"  # per-epoch fold weights, kept until the epoch is chosen (only with --ensemble)
+
+
+def speaker_folds(speakers: list[str], labels: np.ndarray, k: int, seed: int) -> list[np.ndarray]:
+    """Clip indices of each of `k` folds: whole speakers, stratified by class as far as grouping allows
+    (StratifiedGroupKFold, shuffled by `seed`). ConfigError with fewer than `k` speakers."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    n_speakers = len(set(speakers))
+    if k < 2 or n_speakers < k:
+        raise ConfigError(f"--folds {k}: needs 2 <= K <= the number of speakers ({n_speakers})")
+    splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+    return [val for _, val in splitter.split(np.zeros(len(labels)), labels, groups=speakers)]
+
+
+def corpus_folds(corpora: list[str]) -> list[np.ndarray]:
+    """One fold per corpus (leave one corpus out); ConfigError with fewer than two corpora."""
+    names = sorted(set(corpora))
+    if len(names) < 2:
+        raise ConfigError(f"--folds corpus: needs at least two corpora, got {names}")
+    arr = np.asarray(corpora)
+    return [np.flatnonzero(arr == name) for name in names]
+
+
+def make_folds(pool: ClipBank, cfg: TrainConfig) -> tuple[list[np.ndarray], str]:
+    """The folds of `cfg.folds` and the protocol's description."""
+    if cfg.folds == CORPUS_FOLDS:
+        return corpus_folds(pool.corpora), "leave-one-corpus-out (each fold one corpus held out)"
+    k = int(cfg.folds or 0)
+    folds = speaker_folds(pool.speakers, pool.labels, k, cfg.seed)
+    return folds, f"speaker-grouped {k}-fold cross-validation (StratifiedGroupKFold, seed {cfg.seed}); {SPEAKER_RULE}"
+
+
+def fold_data(pool: RunData, extra: ClipBank, val_idx: np.ndarray, fold: int, protocol: str) -> RunData:
+    """Fold `fold`: train on every other fold (plus the train-only clips), validate on this one."""
+    held = np.zeros(len(pool.train), dtype=bool)
+    held[val_idx] = True
+    train = ClipBank.concat([pool.train.subset(np.flatnonzero(~held)), extra])
+    val = pool.train.subset(val_idx)
+    mean, std = mel_statistics(train.mels)
+
+    def side(bank: ClipBank) -> dict[str, Any]:
+        names = [pool.classes[i] if i >= 0 else "(va only)" for i in bank.labels]
+        return {
+            "clips": len(bank),
+            "speakers": len(set(bank.speakers)),
+            "corpora": dict(sorted(Counter(bank.corpora).items())),
+            "classes": dict(sorted(Counter(names).items())),
+        }
+
+    info = {
+        "rule": f"fold {fold + 1}: {protocol}",
+        "fold": fold + 1,
+        "train": side(train),
+        "val": side(val),
+        "val_speakers": sorted(set(val.speakers)),
+        "train_speakers": sorted(set(train.speakers)),
+    }
+    return RunData(pool.classes, pool.taxonomy, train, val, info, mean, std, pool.frontend, pool.load_report)
+
+
+def fold_scores(bank: ClipBank, pred: dict[str, np.ndarray], classes: list[str]) -> dict[str, Any]:
+    """A fold's full figures at the chosen epoch (classification, VA, per corpus)."""
+    preds = pred["logits"].argmax(1)
+    out = reports.classification_metrics(bank.labels, preds, classes)
+    out["va"] = reports.va_metrics(bank.va, pred["va"], bank.has_va)
+    corpora = np.asarray(bank.corpora)
+    out["per_corpus"] = {}
+    for corpus in sorted(set(bank.corpora)):
+        sel = corpora == corpus
+        m = reports.classification_metrics(bank.labels[sel], preds[sel], classes)
+        out["per_corpus"][corpus] = {"n": m["n"], "accuracy": m["accuracy"], "macro_f1": m["macro_f1"]}
+    return out
+
+
+def flat_scores(scores: dict[str, Any]) -> dict[str, float]:
+    """The scalar figures of one fold, named for the summary table."""
+    flat = {"accuracy": scores.get("accuracy", math.nan), "macro_f1": scores.get("macro_f1", math.nan)}
+    for cls, v in scores.get("per_class", {}).items():
+        if v["support"]:  # a class the fold does not hold has no recall or F1 to average
+            flat[f"f1/{cls}"] = v["f1"]
+            flat[f"recall/{cls}"] = v["recall"]
+    for dim in reports.VA_NAMES:
+        flat[f"{dim}_ccc"] = scores["va"][dim]["ccc"]
+        flat[f"{dim}_r2"] = scores["va"][dim]["r2"]
+    for corpus, v in scores.get("per_corpus", {}).items():
+        flat[f"{corpus}/accuracy"] = v["accuracy"]
+        flat[f"{corpus}/macro_f1"] = v["macro_f1"]
+    return flat
+
+
+def mean_sd(rows: list[dict[str, float]]) -> dict[str, dict[str, float]]:
+    """Per key: mean, sd (n-1; 0 for one value) and n over the folds that have a finite value."""
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    out = {}
+    for key in keys:
+        vals = np.array([r[key] for r in rows if key in r and r[key] is not None and np.isfinite(r[key])])
+        if vals.size:
+            out[key] = {
+                "mean": float(vals.mean()),
+                "sd": float(vals.std(ddof=1)) if vals.size > 1 else 0.0,
+                "n": int(vals.size),
+            }
+    return out
+
+
+def choose_epoch(histories: list[list[dict[str, float]]]) -> dict[str, Any]:
+    """The epoch with the highest mean validation macro-F1 over folds (first of equals), with the curves."""
+    epochs = min(len(h) for h in histories)
+    f1 = np.array([[h[e]["val_macro_f1"] for e in range(epochs)] for h in histories])
+    acc = np.array([[h[e]["val_accuracy"] for e in range(epochs)] for h in histories])
+    best = int(np.argmax(f1.mean(0)))
+    return {
+        "on": "mean validation macro-F1 over the folds",
+        "epoch": best + 1,
+        "mean_macro_f1": f1.mean(0).round(4).tolist(),
+        "sd_macro_f1": (f1.std(0, ddof=1) if len(f1) > 1 else np.zeros(epochs)).round(4).tolist(),
+        "mean_accuracy": acc.mean(0).round(4).tolist(),
+        "note": "every fold is scored at this one epoch; choosing it on the same held-out folds makes the "
+        "means slightly optimistic (the max of a mean curve over epochs); 'last_epoch' is the unchosen figure",
+    }
+
+
+def cross_validate(
+    cfg: TrainConfig,
+    command: str | None = None,
+    pool: tuple[RunData, ClipBank] | None = None,
+) -> dict[str, Any]:
+    """Run the fold protocol of `cfg.folds`; returns (and writes) the summary metrics."""
+    started = time.time()
+    if cfg.resume:
+        raise ConfigError("--resume does not apply to --folds runs (each fold re-runs); use another --out")
+    if int(os.environ.get("WORLD_SIZE", 1)) > 1:
+        raise ConfigError("--folds runs in one process (run folds side by side as separate commands instead)")
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    data, extra = pool if pool is not None else prepare_pool(cfg)
+    folds, protocol = make_folds(data.train, cfg)
+    log.info("%s: %d folds over %d clips", protocol, len(folds), len(data.train))
+    histories, fold_preds, fold_info = [], [], []
+    for k, val_idx in enumerate(folds):
+        prep = fold_data(data, extra, val_idx, k, protocol)
+        fold_cfg = cfg.model_copy(
+            update={
+                "folds": None,
+                "select": EpochChoice.HELDOUT,  # the fold's own clips; the epoch is chosen across folds below
+                "refit": False,
+                "ensemble": False,
+                "reports": False,
+                "latency_runs": 0,
+                "out": out / f"fold-{k + 1}",
+            }
+        )
+        per_epoch: list[dict[str, np.ndarray]] = []
+
+        def keep(epoch: int, model, pred: dict[str, np.ndarray], fold_dir: Path = fold_cfg.out, kept=per_epoch) -> None:
+            kept.append(pred)
+            if cfg.ensemble:
+                (fold_dir / EPOCHS_DIR).mkdir(parents=True, exist_ok=True)
+                save_audio_model(model, fold_dir / EPOCHS_DIR / f"{epoch + 1:03d}.pt")
+
+        log.info("fold %d/%d: %d train / %d val clips", k + 1, len(folds), len(prep.train), len(prep.val))
+        result = train(fold_cfg, prep, command=command, on_model=keep)
+        histories.append(result.history)
+        fold_preds.append(per_epoch)
+        fold_info.append(prep.split)
+
+    selection = choose_epoch(histories)
+    chosen = selection["epoch"] - 1
+    folds_out, rows, last_rows, pooled_y, pooled_p = [], [], [], [], []
+    for k, val_idx in enumerate(folds):
+        val = data.train.subset(val_idx)
+        scores = fold_scores(val, fold_preds[k][chosen], data.classes)
+        rows.append(flat_scores(scores))
+        last_rows.append(flat_scores(fold_scores(val, fold_preds[k][-1], data.classes)))
+        pooled_y.append(val.labels)
+        pooled_p.append(fold_preds[k][chosen]["logits"].argmax(1))
+        folds_out.append({**fold_info[k], "scores": scores, "own_best_epoch": int(np.argmax(
+            [h["val_macro_f1"] for h in histories[k]]) + 1)})  # fmt: skip
+    summary = mean_sd(rows)
+    pooled = reports.classification_metrics(np.concatenate(pooled_y), np.concatenate(pooled_p), data.classes)
+    metrics: dict[str, Any] = {
+        "protocol": protocol,
+        "split_rule": protocol,
+        "taxonomy": data.taxonomy["name"],
+        "classes": data.classes,
+        "arch": cfg.arch.value,
+        "k": len(folds),
+        "best_epoch": selection["epoch"],
+        "epochs": cfg.epochs,
+        "selection": selection,
+        "mean_sd": summary,
+        "last_epoch_mean_sd": mean_sd(last_rows),
+        "val": {
+            "n": int(sum(len(f) for f in folds)),
+            "accuracy": summary["accuracy"]["mean"],
+            "macro_f1": summary["macro_f1"]["mean"],
+            "note": "fold means at the chosen epoch (see mean_sd)",
+        },
+        "pooled_out_of_fold": pooled,
+        "folds": folds_out,
+        "parameters": {"encoder": count_parameters(build_model(cfg, data).encoder)},
+        "data": {"specs": cfg.data, "load": data.load_report, "train_only_clips": len(extra)},
+        "command": command,
+        "config": cfg.model_dump(mode="json"),
+    }
+    everything = RunData(
+        data.classes, data.taxonomy, ClipBank.concat([data.train, extra]), data.val, data.split,
+        data.mel_mean, data.mel_std, data.frontend, data.load_report,
+    )  # fmt: skip
+    if cfg.refit:
+        metrics["refit"] = refit_all(cfg, everything, histories, selection["epoch"], metrics)
+    if cfg.ensemble:
+        metrics["ensemble"] = write_ensemble(cfg, data, extra, folds, protocol, everything, selection["epoch"])
+    metrics["duration_s"] = round(time.time() - started, 1)
+    (out / "metrics.json").write_text(json.dumps(json_safe(metrics), indent=2) + "\n", encoding="utf-8")
+    (out / "folds.md").write_text(folds_markdown(metrics), encoding="utf-8")
+    log.info(
+        "%s: macro-F1 %.3f ± %.3f, accuracy %.3f ± %.3f over %d folds at epoch %d",
+        out, summary["macro_f1"]["mean"], summary["macro_f1"]["sd"], summary["accuracy"]["mean"],
+        summary["accuracy"]["sd"], len(folds), selection["epoch"],
+    )  # fmt: skip
+    return metrics
+
+
+def refit_all(cfg: TrainConfig, everything: RunData, histories, epochs: int, metrics) -> dict[str, Any]:
+    """One model on every speaker for the chosen epochs (learning rate per epoch: the folds' median)."""
+    dist, device = setup(cfg)
+    lrs = [cfg.lr] + [float(np.median([h[e]["lr"] for h in histories])) for e in range(epochs - 1)]
+    model = refit_model(cfg, everything, lrs, dist, device)
+    fit_projection(model, everything, cfg, device)
+    note = "trained on every speaker for the epochs the folds chose: no held-out figure of its own; the fold means are"
+    state = {"epoch": epochs - 1, "metrics": json_safe({k: metrics[k] for k in ("protocol", "mean_sd", "selection")})}
+    save_audio_model(model.cpu(), Path(cfg.out) / BEST_CKPT, checkpoint_extra(cfg, everything, **state))
+    return {
+        "checkpoint": str(Path(cfg.out) / BEST_CKPT),
+        "epochs": epochs,
+        "clips": len(everything.train),
+        "note": note,
+    }
+
+
+def write_ensemble(cfg, data: RunData, extra, folds, protocol, everything: RunData, epoch: int) -> dict[str, Any]:
+    """The K fold models at the chosen epoch as one EnsembleAudioModel (`OUT/ensemble.pt`, what `export` takes)."""
+    _, device = setup(cfg)
+    members, stats = [], []
+    for k, val_idx in enumerate(folds):
+        fold_dir = Path(cfg.out) / f"fold-{k + 1}"
+        member = load_audio_model(fold_dir / EPOCHS_DIR / f"{epoch:03d}.pt").to(device)
+        prep = fold_data(data, extra, val_idx, k, protocol)
+        fit_projection(member, prep, cfg, device)
+        members.append(member.cpu().eval())
+        stats.append((prep.mel_mean, prep.mel_std))
+        shutil.rmtree(fold_dir / EPOCHS_DIR)  # the other epochs' weights are not needed any more
+    model = EnsembleAudioModel(members, everything.mel_mean, everything.mel_std, stats).eval()
+    path = Path(cfg.out) / ENSEMBLE_CKPT
+    save_ensemble(model, path, checkpoint_extra(cfg, everything, epoch=epoch - 1))
+    return {"checkpoint": str(path), "members": len(members), "epoch": epoch}
+
+
+def _pm(cell: dict[str, float] | None) -> str:
+    return "n/a" if cell is None else f"{cell['mean']:.3f} ± {cell['sd']:.3f}"
+
+
+def folds_markdown(metrics: dict[str, Any]) -> str:
+    """The run's table: mean ± sd per metric with each fold's value, then each fold's confusion matrix."""
+    summary, folds = metrics["mean_sd"], metrics["folds"]
+    flat = [flat_scores(f["scores"]) for f in folds]
+    head = "| metric | mean ± sd | " + " | ".join(f"fold {f['fold']}" for f in folds) + " |"
+    lines = [
+        f"# {metrics['arch']}, taxonomy `{metrics['taxonomy']}`: {metrics['protocol']}",
+        "",
+        f"Epoch {metrics['best_epoch']} of {metrics['epochs']}, chosen on {metrics['selection']['on']}; every fold "
+        "scored at that epoch.",
+        "",
+        head,
+        "|---|---|" + "---|" * len(folds),
+    ]
+    for key in summary:
+        cells = " | ".join("" if key not in f else f"{f[key]:.3f}" for f in flat)
+        lines.append(f"| {key} | {_pm(summary.get(key))} | {cells} |")
+    lines += ["", "Fold validation speakers: " + "; ".join(
+        f"fold {f['fold']}: {', '.join(f['val_speakers'])}" for f in folds)]  # fmt: skip
+    classes = metrics["classes"]
+    for f in folds:
+        cm = f["scores"].get("confusion")
+        if cm is None:
+            continue
+        lines += ["", f"Fold {f['fold']} confusion (rows: truth)", "", "| | " + " | ".join(classes) + " |"]
+        lines.append("|---|" + "---|" * len(classes))
+        lines += [f"| {c} | " + " | ".join(str(v) for v in row) + " |" for c, row in zip(classes, cm, strict=True)]
+    if metrics.get("command"):
+        lines += ["", f"Reproduce: `{metrics['command']}`"]
+    return "\n".join(lines) + "\n"
