@@ -40,6 +40,7 @@ from engine.render.frames import (
     hud_lines,
 )
 from engine.render.latent import ConditionSpace, FeatureLike, LatentWalk
+from engine.render.taps import TapSet
 
 if TYPE_CHECKING:
     from engine.inference.base import Runner
@@ -163,6 +164,7 @@ class RenderLoop:
         self._canvas: Any = None
         self._view: tuple[str | None, Mapping[str, float] | None] = (None, None)
         self.quit_requested = False
+        self.taps = TapSet()  # frame consumers off the render thread (engine/render/taps.py)
 
     # -- lifecycle ------------------------------------------------------------------------------------
     def open(self) -> None:
@@ -172,9 +174,11 @@ class RenderLoop:
         if screen is not None:
             self.painter.adopt_format(screen)
         self.painter.resize(self.sink.size)
+        self.taps.start()
 
     def close(self) -> None:
         self.generator.stop()
+        self.taps.stop()
         self.sink.close()
 
     def snapshot(self) -> dict[str, Any]:
@@ -220,6 +224,8 @@ class RenderLoop:
         overlay = self._draw_hud if ctl.hud else None
         if self._canvas is not None:
             self.sink.present(self._canvas, overlay)
+            if self.taps:
+                self.taps.offer(self._canvas, self.stats.frames)
         elapsed_ms = (time.perf_counter() - start) * 1000.0
         self.generator.report_post_ms(elapsed_ms - self.generator.last_ms)
         pending = self._pending_latency

@@ -152,6 +152,8 @@ def run_show(
     if query is not None:
         query.render = loop
     engine.add_status("render", loop.snapshot)
+    if loop.taps:
+        engine.add_status("taps", loop.taps.status)
     say(f"rendering to {loop.sink.kind} {loop.sink.size[0]}x{loop.sink.size[1]} ({loop.status.backend})")
     end = None if cfg.duration_s is None else time.monotonic() + cfg.duration_s
 

@@ -1,0 +1,180 @@
+"""Frame taps: consumers of the displayed frames (ZeroMQ frames beside a window, NDI, the web console's
+preview, ...) that work off the render thread.
+
+The render loop hands every presented canvas to `TapSet.offer`. A tap takes a frame only when its worker is
+idle and its own rate allows it (latest-only: a busy tap skips the frame and counts it); taking it is one
+copy of the display-size RGB pixels into the tap's preallocated buffer. Encoding and sending happen in
+`deliver` on the tap's own `OwnedThread`, so a slow network or encoder never costs the display a frame.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from abc import ABC, abstractmethod
+from typing import Any
+
+import numpy as np
+
+from engine.ratelog import RateLimitedLog
+from engine.threads import OwnedThread
+
+log = logging.getLogger("synesthesia.taps")
+
+
+class FrameTap(ABC):
+    """One consumer of display frames. Subclasses implement `deliver` (worker thread) and may override
+    `open`/`close` (worker thread, before the first and after the last delivery) and `describe`."""
+
+    def __init__(self, name: str, max_fps: float | None = None) -> None:
+        self.name = name
+        self.min_interval = 0.0 if not max_fps else 1.0 / max_fps
+        self.offered = 0
+        self.taken = 0
+        self.delivered = 0
+        self.skipped_busy = 0
+        self.errors = 0
+        self.last_error: str | None = None
+        self._buf: np.ndarray | None = None
+        self._seq = 0
+        self._t = 0.0
+        self._last_take = -1e9
+        self._ready = threading.Event()  # a frame waits in _buf
+        self._idle = threading.Event()  # the worker is not reading _buf
+        self._idle.set()
+        self._warn = RateLimitedLog(log, 30.0)
+        self._thread = OwnedThread(self._work, f"tap-{name}", wake=self._ready.set)
+
+    # -- render thread ---------------------------------------------------------------------------------
+    def wants(self, now: float) -> bool:
+        """Would a frame offered now be taken (worker idle, rate allows)?"""
+        return self._idle.is_set() and not self._ready.is_set() and now - self._last_take >= self.min_interval
+
+    def take(self, rgb: np.ndarray, seq: int, now: float) -> bool:
+        """Copy `rgb` ([H, W, 3] uint8, any strides) into this tap's buffer if `wants(now)`; never blocks."""
+        self.offered += 1
+        if not self.wants(now):
+            if not self._idle.is_set() or self._ready.is_set():
+                self.skipped_busy += 1
+            return False
+        if self._buf is None or self._buf.shape != rgb.shape:
+            self._buf = np.empty(rgb.shape, np.uint8)
+        np.copyto(self._buf, rgb)
+        self._seq, self._t, self._last_take = seq, time.time(), now
+        self.taken += 1
+        self._ready.set()
+        return True
+
+    # -- worker thread ---------------------------------------------------------------------------------
+    def open(self) -> None:
+        """Acquire what `deliver` needs (sockets, an NDI sender); on the worker thread."""
+        return None
+
+    def close(self) -> None:
+        """Release what `open` acquired; on the worker thread."""
+        return None
+
+    @abstractmethod
+    def deliver(self, rgb: np.ndarray, seq: int, t: float) -> None:
+        """Send or store one frame ([H, W, 3] uint8, C-contiguous, valid only during the call)."""
+
+    def _work(self, stop: threading.Event) -> None:
+        self.open()
+        try:
+            while not stop.is_set():
+                if not self._ready.wait(0.5) or stop.is_set():
+                    continue
+                self._idle.clear()
+                self._ready.clear()
+                try:
+                    assert self._buf is not None
+                    self.deliver(self._buf, self._seq, self._t)
+                    self.delivered += 1
+                except Exception as exc:  # a failed send loses this frame, never the tap or the show
+                    self.errors += 1
+                    self.last_error = f"{type(exc).__name__}: {exc}"
+                    self._warn.warning(f"{self.name}-deliver", "frame tap %s: %s", self.name, self.last_error)
+                finally:
+                    self._idle.set()
+        finally:
+            self.close()
+
+    # -- lifecycle --------------------------------------------------------------------------------------
+    def start(self) -> FrameTap:
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 2.0) -> bool:
+        return self._thread.stop(timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.alive
+
+    def describe(self) -> str:
+        """One line for the operator at startup (where the frames go)."""
+        return f"frames to {self.name}"
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "offered": self.offered,
+            "taken": self.taken,
+            "delivered": self.delivered,
+            "skipped_busy": self.skipped_busy,
+            "errors": self.errors,
+            "last_error": self.last_error,
+            "alive": self.alive,
+        }
+
+
+def surface_rgb(surface: Any) -> np.ndarray:
+    """A read-only [H, W, 3] view of a pygame surface's pixels (no copy; valid while the surface lives and
+    is not locked elsewhere)."""
+    import pygame
+
+    view = pygame.surfarray.pixels3d(surface)  # [W, H, 3], locks the surface while referenced
+    return view.transpose(1, 0, 2)  # [H, W, 3]
+
+
+class TapSet:
+    """The taps of one render loop. `offer(canvas, seq)` on the render thread after each present."""
+
+    def __init__(self, taps: list[FrameTap] | None = None) -> None:
+        self.taps: list[FrameTap] = list(taps or [])
+
+    def add(self, tap: FrameTap) -> FrameTap:
+        self.taps.append(tap)
+        return tap
+
+    def __bool__(self) -> bool:
+        return bool(self.taps)
+
+    def start(self) -> None:
+        for tap in self.taps:
+            if not tap.alive:
+                tap.start()
+
+    def offer(self, canvas: Any, seq: int) -> None:
+        """Hand the presented canvas (a pygame surface) to every tap that wants a frame now."""
+        now = time.monotonic()
+        wanting = [tap for tap in self.taps if tap.wants(now)]
+        for tap in self.taps:
+            if tap not in wanting:
+                tap.offered += 1
+                if not tap._idle.is_set() or tap._ready.is_set():
+                    tap.skipped_busy += 1
+        if not wanting:
+            return
+        rgb = surface_rgb(canvas)
+        try:
+            for tap in wanting:
+                tap.take(rgb, seq, now)
+        finally:
+            del rgb  # unlocks the surface
+
+    def stop(self, timeout: float = 2.0) -> bool:
+        return all([tap.stop(timeout) for tap in self.taps])
+
+    def status(self) -> dict[str, Any]:
+        return {tap.name: tap.status() for tap in self.taps}
