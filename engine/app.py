@@ -104,7 +104,9 @@ class Engine:
         self.sample_rate = fe.sample_rate
         self.ring = RingBuffer(round(config.audio.ring_s * fe.sample_rate), fe.sample_rate)
         self.hop = max(1, round(config.audio.hop_s * fe.sample_rate))
-        self.windows = SlidingWindows(self.ring, fe.n_samples, self.hop)
+        self.windows = SlidingWindows(
+            self.ring, fe.n_samples, self.hop, early=round(config.audio.early_s * fe.sample_rate)
+        )
         self.source = source
         self.sender: Sender | None = None
         self.analysis: AnalysisLoop | None = None

@@ -103,6 +103,9 @@ class AudioSettings(_Section):
     loop: bool = Field(True, description="file sources: start again at the end")
     realtime: bool = Field(True, description="file sources: pace at real time (False: as fast as possible)")
     hop_s: float = Field(0.5, gt=0, le=3.0, description="time between analysis windows")
+    early_s: float = Field(
+        1.0, ge=0, le=3.0, description="first emotion after this much audio (a zero-padded window); 0: a full window"
+    )
     block_ms: float = Field(20.0, gt=0, le=200, description="capture block length")
     ring_s: float = Field(10.0, ge=4.0, le=120, description="ring buffer length")
     reconnect_s: float = Field(2.0, gt=0, le=3600, description="wait between attempts to reopen a lost device")

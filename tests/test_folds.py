@@ -104,6 +104,15 @@ def test_speaker_balance_gives_every_speaker_an_equal_share() -> None:
     assert len(r0) == len(r1) and all(len(b) == 8 for b in r0 + r1)
 
 
+def test_procedural_voices_count_as_one_speaker_under_speaker_balance() -> None:
+    # three real speakers and sixteen synthetic voices: the synthetic corpus gets one speaker's share
+    speakers = ["a"] * 30 + ["b"] * 30 + ["c"] * 30 + [f"synth0-speech-{i}" for i in range(16) for _ in range(5)]
+    corpora = ["real"] * 90 + ["synthetic"] * 80
+    bank = bank_of(speakers, [i % 4 for i in range(len(speakers))], corpora)
+    w = sampling_weights(bank, Balance.SPEAKER)
+    assert np.isclose(w[90:].sum(), 0.25) and np.isclose(w[:30].sum(), 0.25)
+
+
 def test_speaker_class_and_corpus_balance() -> None:
     speakers = ["a"] * 90 + ["a"] * 10 + ["b"] * 20
     labels = [0] * 90 + [1] * 10 + [0] * 20

@@ -87,6 +87,31 @@ def test_windows_on_the_hop_grid_with_their_end_index() -> None:
     assert win(out, timeout=0.01) is None
 
 
+def test_early_windows_hold_the_stream_so_far_padded_at_the_end() -> None:
+    ring = RingBuffer(100)
+    win = SlidingWindows(ring, window=12, hop=3, early=4)  # grid 6, 9 (early), 12, 15 (full)
+    out = np.full(12, -1.0, np.float32)
+    ring.write(ramp(0, 5))
+    assert win(out, timeout=0.01) is None  # 5 samples: below the first early end
+    ring.write(ramp(5, 1))
+    mark = win(out, timeout=0.01)
+    assert (mark.end, mark.length) == (6, 6)
+    assert out.tolist() == [0, 1, 2, 3, 4, 5] + [0] * 6  # the offline layout of a 6-sample file
+    marks = []
+    for _ in range(3):
+        ring.write(ramp(ring.written, 3))
+        marks.append(win(out, timeout=0.01))
+    assert [(m.end, m.length) for m in marks] == [(9, 9), (12, 12), (15, 12)]
+    assert out.tolist() == list(range(3, 15))
+    # without `early` the first window is the first full one
+    ring2 = RingBuffer(100)
+    plain = SlidingWindows(ring2, window=12, hop=3)
+    ring2.write(ramp(0, 9))
+    assert plain(out, timeout=0.01) is None
+    ring2.write(ramp(9, 3))
+    assert plain(out, timeout=0.01).end == 12
+
+
 def test_a_reader_that_falls_behind_jumps_to_the_newest_window_and_counts() -> None:
     ring = RingBuffer(1000)
     win = SlidingWindows(ring, window=10, hop=5)

@@ -321,23 +321,25 @@ def sampling_weights(bank: ClipBank, balance: Balance) -> np.ndarray | None:
 
     speaker: 1 / clips of the clip's speaker, so each speaker fills the same share of an epoch (TESS's two
     voices with 1400 clips each weigh what a SAVEE speaker with 120 does); corpus: 1 / clips of the corpus;
-    speaker_class: each speaker the same share and, within it, each of its classes the same share.
+    speaker_class: each speaker the same share and, within it, each of its classes the same share. The
+    procedural corpus (`synthetic`) counts as one speaker.
     """
     if balance is Balance.NONE or len(bank) == 0:
         return None
     if balance is Balance.CORPUS:
         keys: list[Any] = list(bank.corpora)
-    elif balance is Balance.SPEAKER:
-        keys = list(bank.speakers)
     else:
-        keys = list(zip(bank.speakers, bank.labels.tolist(), strict=True))
+        # the procedural corpus is one speaker however many synthetic voices it has: added for the demo
+        # source's voice, it must not fill a third of every epoch
+        speakers = [SYNTHETIC if c == SYNTHETIC else s for s, c in zip(bank.speakers, bank.corpora, strict=True)]
+        keys = speakers if balance is Balance.SPEAKER else list(zip(speakers, bank.labels.tolist(), strict=True))
     _, inverse, counts = np.unique(np.array([str(k) for k in keys]), return_inverse=True, return_counts=True)
     w = 1.0 / counts[inverse]
     if balance is Balance.SPEAKER_CLASS:  # a speaker's cells share its weight: divide by its class count
         cells: dict[str, set[int]] = {}
-        for spk, label in zip(bank.speakers, bank.labels.tolist(), strict=True):
+        for spk, label in zip(speakers, bank.labels.tolist(), strict=True):
             cells.setdefault(spk, set()).add(label)
-        w = w / np.array([len(cells[spk]) for spk in bank.speakers])
+        w = w / np.array([len(cells[spk]) for spk in speakers])
     return w / w.sum()
 
 
