@@ -69,7 +69,7 @@ if TYPE_CHECKING:  # these load torch: imported where the engine starts
 
 log = logging.getLogger("synesthesia.app")
 
-DEMO_SOURCE = "synth:neutral"
+DEMO_SOURCE = "synth:tour:music"  # every emotion in turn, 15 s each (music: the default model hears each)
 STATUS_PERIOD_S = 1.0
 SUPERVISE_PERIOD_S = 1.0
 SOURCE_DOWN = frozenset({SourceState.LOST, SourceState.STALLED})  # no audio now; the source keeps reopening
@@ -181,6 +181,12 @@ class Engine:
                 self.notice(f"fallback backend {kind.value} failed too: {exc}")
         return None
 
+    def open_source(self) -> Source:
+        """Open the configured source (not started), once: a bad spec fails here, before any model warms up."""
+        if self.source is None:
+            self.source = self._open_source()
+        return self.source
+
     def start(self) -> None:
         """Open the model backend, the outputs and the source; start the threads. Returns once listening."""
         from engine.analysis.live import ANALYSIS_TORCH_THREADS, AnalysisLoop, with_torch_threads
@@ -191,8 +197,7 @@ class Engine:
         from engine.inference.select import open_runner
 
         cfg = self.config
-        if self.source is None:  # first: a bad source spec should fail before the slow model warm-up
-            self.source = self._open_source()
+        self.open_source()  # first: a bad source spec should fail before the slow model warm-up
         selection = with_torch_threads(
             ANALYSIS_TORCH_THREADS,
             lambda: open_runner(self.bundle, Component.AUDIO, cfg.analysis.backend, cfg.analysis.device.value),

@@ -16,7 +16,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, TextIO
 
-from engine.config import EngineConfig, load_config, osc_in_overrides, parse_hostport
+from engine.config import EngineConfig, load_config, parse_hostport
 from engine.errors import BundleError, ConfigError, SynesthesiaError
 from engine.io.allow import SenderAllowList, exposure
 
@@ -42,10 +42,10 @@ def check_audio(cfg: EngineConfig, classes: list[str]) -> CheckResult:
         audio = load_audio(value)
         return CheckResult("audio", Verdict.OK, f"file {value}: {len(audio) / 22050:.1f} s")
     if kind == "synth":
-        ok = value in classes
-        return CheckResult(
-            "audio", Verdict.OK if ok else Verdict.FAIL, f"synth:{value}" + ("" if ok else f" not in {classes}")
-        )
+        emotion, _, sound = value.partition(":")
+        ok = (emotion == "tour" or emotion in classes) and sound in ("", "speech", "music")
+        why = "" if ok else f": expected one of {classes} or tour, then optionally :speech or :music"
+        return CheckResult("audio", Verdict.OK if ok else Verdict.FAIL, f"synth:{value}{why}")
     from engine.audio.devices import NoInputDeviceError, find_input
 
     try:
@@ -168,15 +168,12 @@ def _guard(name: str, fn: Callable[[], list[CheckResult] | CheckResult]) -> list
 
 
 def check_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """The network flags `check` shares with `run` (so `check --zmq-ctl ADDR` checks what `run` would bind)."""
-    o: dict[str, Any] = {}
-    if getattr(args, "osc", None):
-        o.setdefault("osc", {})["targets"] = args.osc
-    if getattr(args, "osc_in", None) is not None:
-        o.setdefault("osc", {}).update(osc_in_overrides(args.osc_in))
-    for flag, key in (("zmq_pub", "pub"), ("zmq_ctl", "ctl")):
-        if getattr(args, flag, None) is not None:
-            o.setdefault("zmq", {})[key] = getattr(args, flag)
+    """The flags `check` shares with `run` (source, display, backend, network), mapped the way `run` maps
+    them, so `check --source mic:USB --zmq-ctl ADDR` checks what `run` with the same flags would open."""
+    from engine.cli import run_overrides
+
+    o = run_overrides(args)
+    o.pop("bundle", None)  # `check` takes the bundle directly (check_models)
     return o
 
 

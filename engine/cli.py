@@ -21,7 +21,7 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
         "plays, with no display it runs headless (both said on stderr).",
     )
     p.add_argument("--config", metavar="F", help="venue config (TOML), e.g. installation/configs/gallery.toml")
-    p.add_argument("--source", help="mic | mic:NAME | file:PATH | synth:CLASS (default: mic)")
+    p.add_argument("--source", help="mic | mic:NAME | file:PATH | synth:CLASS | synth:tour (default: mic)")
     p.add_argument("--headless", action="store_true", default=None, help="no window")
     p.add_argument("--fullscreen", action="store_true", default=None, help="fullscreen window")
     p.add_argument("--display", type=int, metavar="N", help="display index for the window")
@@ -119,6 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     c.add_argument("--config", metavar="F")
     c.add_argument("--bundle", metavar="DIR")
+    c.add_argument("--source", help="mic | mic:NAME | file:PATH | synth:CLASS | synth:tour, as for run")
+    c.add_argument("--headless", action="store_true", default=None, help="no window, as for run")
+    c.add_argument("--fullscreen", action="store_true", default=None, help="fullscreen window, as for run")
+    c.add_argument("--display", type=int, metavar="N", help="display index for the window, as for run")
+    c.add_argument("--backend", choices=["auto", "torch", "onnx", "tensorrt"], help="inference backend, as for run")
+    c.add_argument("--device", choices=["auto", "cpu", "cuda"], help="inference device, as for run")
     c.add_argument("--osc", action="append", metavar="HOST:PORT", help="OSC target (repeatable), as for run")
     c.add_argument("--osc-in", type=_osc_in, metavar="[HOST:]PORT", help="OSC control port (0: none), as for run")
     c.add_argument("--zmq-pub", metavar="ADDR", help="ZeroMQ PUB address, as for run")
@@ -127,7 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """Map `run` flags onto the config tree (only flags that were given)."""
+    """Map `run` flags onto the config tree (only flags that were given; `check` shares most of them)."""
+    args = argparse.Namespace(**{**dict.fromkeys(RUN_FLAGS), **vars(args)})  # a flag `check` lacks: not given
     o: dict[str, Any] = {}
 
     def put(path: str, value: Any) -> None:
@@ -163,6 +170,12 @@ def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
     if args.verbose:
         put("log_level", "DEBUG")
     return o
+
+
+RUN_FLAGS = (
+    "source", "headless", "fullscreen", "display", "hud", "frames_dir", "bundle", "backend", "device", "osc",
+    "osc_in", "zmq_pub", "zmq_ctl", "zmq_frames", "kiosk", "duration", "verbose",
+)  # fmt: skip
 
 
 def _analyze(args: argparse.Namespace) -> int:

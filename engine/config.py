@@ -99,7 +99,7 @@ def check_zmq_endpoint(value: str) -> str:
 
 
 class AudioSettings(_Section):
-    source: str = Field("mic", description="mic | mic:NAME_OR_INDEX | file:PATH | synth:CLASS")
+    source: str = Field("mic", description="mic | mic:NAME_OR_INDEX | file:PATH | synth:CLASS | synth:tour")
     loop: bool = Field(True, description="file sources: start again at the end")
     realtime: bool = Field(True, description="file sources: pace at real time (False: as fast as possible)")
     hop_s: float = Field(0.5, gt=0, le=3.0, description="time between analysis windows")

@@ -22,6 +22,7 @@ from engine.kiosk import setup_kiosk_logging
 from engine.models.bundle import DEFAULT_BUNDLE, load_bundle
 from engine.render.loop import control_state_from_config
 from engine.render.show import QueryState, network_lines, run_show, start_control_servers, wants_renderer
+from engine.threads import OwnedThread
 
 if TYPE_CHECKING:
     from engine.io.osc_control import OscControlServer
@@ -75,23 +76,36 @@ def _run(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
     started = time.monotonic()  # moved to the moment it listens: `--duration` counts from there
     reason: StopReason | None = None
     detail = ""  # the error's name and message for StopReason.ERROR
-    try:
-        engine.start()
+    query = QueryState(engine)
+    starting: OwnedThread | None = None
+
+    def listening() -> None:
+        """The engine has started: say so, open the control servers (main thread)."""
+        nonlocal started
         started = time.monotonic()
         say(f"listening ({engine.source.name}); {engine.backend_message}")
-        query = QueryState(engine)
-        servers = start_control_servers(cfg, ControlSurface(engine.controls, status=query))
+        servers.extend(start_control_servers(cfg, ControlSurface(engine.controls, status=query)))
         for line in network_lines(cfg, engine, servers):
             say(line)
         engine.add_status("control_servers", lambda: [server.status() for server in servers])
+
+    try:
+        engine.open_source()  # a bad source spec fails here, at once
         if wants_renderer(cfg):
-            reason = run_show(engine, cfg, stop, query)
+            # the models warm up on a thread while the window opens and draws: the first frame within ~2 s
+            starting = OwnedThread(lambda _stop: engine.start(), "engine-start")
+            starting.start()
+            reason = run_show(engine, cfg, stop, query, starting=starting, on_started=listening)
         else:
+            engine.start()
+            listening()
             reason = run_headless(engine, cfg.duration_s, stop)
     finally:
         elapsed = time.monotonic() - started
         if (failure := sys.exception()) is not None:  # propagating unchanged; the last line names it
             reason, detail = StopReason.ERROR, _describe(failure)
+        if starting is not None:
+            starting.stop(timeout=60.0)  # a stop during warm-up: let the start finish before tearing down
         for server in servers:
             server.stop()
         engine.stop()

@@ -53,3 +53,13 @@ def test_bad_config_and_damaged_bundle_are_named(tiny_bundle: Path, tmp_path: Pa
     assert proc.returncode == 2 and "render.fps" in proc.stdout  # config/bundle invalid: 2, as every command
     proc = check("--bundle", str(tmp_path / "nowhere"))
     assert proc.returncode == 2 and "FAIL  bundle" in proc.stdout and "not found" in proc.stdout
+
+
+def test_check_takes_runs_source_and_display_flags(full_bundle: Path, tmp_path: Path) -> None:
+    cfg = str(write_config(tmp_path / "v.toml", free_port()))
+    proc = check("--config", cfg, "--bundle", str(full_bundle), "--source", "synth:tour:music", "--headless")
+    lines = {line.split()[1]: line for line in proc.stdout.splitlines()[:-1]}
+    assert lines["audio"].startswith("OK") and "synth:tour:music" in lines["audio"], proc.stdout
+    assert lines["display"].startswith("OK") and "headless" in lines["display"], proc.stdout
+    bad = check("--config", cfg, "--bundle", str(full_bundle), "--source", "synth:happy:banjo", "--headless")
+    assert bad.returncode == 1 and "banjo" in bad.stdout

@@ -245,7 +245,7 @@ def test_no_microphone_falls_back_to_the_demo_source_and_sigterm_exits_0(
         if proc.poll() is None:
             proc.kill()
         proc.stderr.close()
-    assert "no microphone" in err and "synth:neutral" in err and "Traceback" not in err
+    assert "no microphone" in err and "synth:tour:music" in err and "Traceback" not in err
     assert len(osc_rx.wait_for("/syn/heartbeat")) >= 1
 
 

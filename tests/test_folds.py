@@ -213,7 +213,21 @@ def test_fold_ensemble_exports_as_one_graph_the_engine_runs(fold_run: Path, tmp_
         np.testing.assert_allclose(g, r, atol=PARITY_ATOL)
     assert isinstance(load_audio_model(bundle.file("audio_model.pt")), EnsembleAudioModel)
     # the refitted single model exports as an ordinary bundle
-    assert main(["export", str(fold_run / "best.pt"), "--out", str(tmp_path / "refit"), "--tensorrt", "off"]) == 0
+    assert (
+        main(
+            [
+                "export",
+                str(fold_run / "best.pt"),
+                "--art-from",
+                "none",
+                "--out",
+                str(tmp_path / "refit"),
+                "--tensorrt",
+                "off",
+            ]
+        )
+        == 0
+    )
     assert "ensemble" not in load_bundle(tmp_path / "refit").manifest.encoder.model_extra
 
 

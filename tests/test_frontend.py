@@ -171,3 +171,18 @@ def test_load_audio_errors_name_the_file(tmp_path) -> None:
     sf.write(empty, np.zeros(0, np.float32), SR)
     with pytest.raises(AudioLoadError, match="no samples"):
         load_audio(empty)
+
+
+def test_mel_filterbank_cache_is_librosa_and_survives_damage(tmp_path, monkeypatch) -> None:
+    from engine.audio.frontend import mel_filterbank
+
+    monkeypatch.setenv("SYNESTHESIA_CACHE", str(tmp_path))
+    cfg = FrontEndConfig()
+    want = librosa.filters.mel(sr=cfg.sample_rate, n_fft=cfg.n_fft, n_mels=cfg.n_mels, fmin=cfg.fmin, fmax=cfg.fmax)
+    first = mel_filterbank(cfg)  # computed and written
+    (cached,) = (tmp_path / "mel").glob("*.npy")
+    assert np.array_equal(mel_filterbank(cfg), first) and np.allclose(first, want, atol=1e-7)
+    cached.write_bytes(b"not a numpy file")  # damaged: rebuilt, not trusted
+    assert np.allclose(mel_filterbank(cfg), want, atol=1e-7)
+    other = mel_filterbank(FrontEndConfig(n_mels=64))  # other parameters, another file
+    assert other.shape == (64, cfg.n_fft // 2 + 1) and len(list((tmp_path / "mel").glob("*.npy"))) == 2

@@ -144,8 +144,10 @@ def launch(
         if not line:
             break
         lines.append(line)
-        if line.startswith("synesthesia: rendering to"):
-            return Engine(proc, port, "".join(lines))
+        # the window opens while the models warm up; the control servers start once the engine listens
+        said = "".join(lines)
+        if "synesthesia: rendering to" in said and "synesthesia: OSC control on" in said:
+            return Engine(proc, port, said)
     proc.kill()
     raise AssertionError("engine did not start rendering:\n" + "".join(lines))
 

@@ -309,3 +309,27 @@ def test_nearest_centroid_separates_the_four_classes_on_unseen_voices() -> None:
         accuracy[kind] = float(np.mean(hits))
     print(f"nearest-centroid accuracy on unseen voices (chance 0.25): {accuracy}")
     assert min(accuracy.values()) >= 0.55 and np.mean(list(accuracy.values())) >= 0.65
+
+
+def test_tour_visits_every_emotion_in_turn_whatever_the_read_sizes() -> None:
+    from engine.audio.synth import TOUR, SynthTour
+
+    sr = 8000
+    a = SynthTour(leg_s=2.0, sample_rate=sr, seed=3)
+    b = SynthTour(leg_s=2.0, sample_rate=sr, seed=3)
+    seen = []
+    for _ in range(8 * 2 * sr // 1000):  # two rounds of four 2 s legs, in 1000-sample reads
+        seen.append(a.emotion)
+        a.read(1000)
+    legs = list(dict.fromkeys(seen))
+    assert tuple(legs) == TOUR and seen[0] == "angry" and seen[-1] == "neutral"
+    assert a.emotion == "angry"  # looped
+    # the same audio for other read sizes, and the voice really changes between legs
+    a.reset()
+    first = a.read(4 * 2 * sr)
+    parts = [b.read(n) for n in (1, 777, 16000, 3333, 4 * 2 * sr - 1 - 777 - 16000 - 3333)]
+    assert np.array_equal(first, np.concatenate(parts))
+    angry, sad = first[sr : 2 * sr], first[5 * sr : 6 * sr]
+    assert np.sqrt(np.mean(angry**2)) > 1.5 * np.sqrt(np.mean(sad**2))  # angry is louder than sad
+    with pytest.raises(ValueError):
+        SynthTour(emotions=("angry", "bored-ish"))

@@ -111,7 +111,21 @@ def test_resume_continues_from_the_last_checkpoint(tmp_path: Path, cache: Path) 
 def test_export_matches_torch(tmp_path: Path, cache: Path) -> None:
     train_tiny(tmp_path / "run", cache, "--arch", "cnn")
     bundle_dir = tmp_path / "bundle"
-    assert main(["export", str(tmp_path / "run" / "best.pt"), "--out", str(bundle_dir), "--license", "test"]) == 0
+    assert (
+        main(
+            [
+                "export",
+                str(tmp_path / "run" / "best.pt"),
+                "--art-from",
+                "none",
+                "--out",
+                str(bundle_dir),
+                "--license",
+                "test",
+            ]
+        )
+        == 0
+    )
     bundle = load_bundle(bundle_dir)
     assert bundle.classes == ["angry", "happy", "sad", "neutral"]
     assert bundle.manifest.metrics["export_parity_max_abs"]["audio_model"] <= PARITY_ATOL
@@ -152,7 +166,21 @@ def test_compare_writes_table_and_plot(tmp_path: Path, cache: Path) -> None:
 
 def test_evaluate_reports_unseen_speakers(tmp_path: Path, cache: Path) -> None:
     train_tiny(tmp_path / "run", cache, "--arch", "ann")
-    assert main(["export", str(tmp_path / "run" / "best.pt"), "--out", str(tmp_path / "b"), "--tensorrt", "off"]) == 0
+    assert (
+        main(
+            [
+                "export",
+                str(tmp_path / "run" / "best.pt"),
+                "--art-from",
+                "none",
+                "--out",
+                str(tmp_path / "b"),
+                "--tensorrt",
+                "off",
+            ]
+        )
+        == 0
+    )
     out = tmp_path / "eval"
     argv = ["evaluate", "--bundle", str(tmp_path / "b"), "--data", "synthetic:3", "--cache-dir", str(cache)]
     assert main([*argv, "--out", str(out)]) == 0
@@ -202,7 +230,21 @@ def test_tensorrt_on_without_a_gpu_fails_in_one_line(tmp_path: Path, cache: Path
     if torch.cuda.is_available():
         pytest.skip("a GPU is present: the compile would run")
     train_tiny(tmp_path / "run", cache, "--arch", "ann")
-    assert main(["export", str(tmp_path / "run" / "best.pt"), "--out", str(tmp_path / "b"), "--tensorrt", "on"]) == 1
+    assert (
+        main(
+            [
+                "export",
+                str(tmp_path / "run" / "best.pt"),
+                "--art-from",
+                "none",
+                "--out",
+                str(tmp_path / "b"),
+                "--tensorrt",
+                "on",
+            ]
+        )
+        == 1
+    )
     assert "TensorRT compile requested but" in capsys.readouterr().err
 
 
@@ -215,7 +257,21 @@ def test_tensorrt_export_loads_in_the_engine(tmp_path: Path, cache: Path) -> Non
     from engine.inference.torch_backend import TorchRunner
 
     train_tiny(tmp_path / "run", cache, "--arch", "cnn")
-    assert main(["export", str(tmp_path / "run" / "best.pt"), "--out", str(tmp_path / "b"), "--tensorrt", "on"]) == 0
+    assert (
+        main(
+            [
+                "export",
+                str(tmp_path / "run" / "best.pt"),
+                "--art-from",
+                "none",
+                "--out",
+                str(tmp_path / "b"),
+                "--tensorrt",
+                "on",
+            ]
+        )
+        == 0
+    )
     bundle = load_bundle(tmp_path / "b")
     assert len(bundle.manifest.tensorrt) == 1
     x = example_inputs(Component.AUDIO, bundle.manifest)
@@ -258,3 +314,36 @@ def test_epoch_is_chosen_on_held_back_training_speakers(tmp_path: Path, cache: P
     outer_stats = torch.load(tmp_path / "heldout" / "best.pt", weights_only=True)["mel_mean"]
     assert torch.load(tmp_path / "refit" / "best.pt", weights_only=True)["mel_mean"] == outer_stats
     assert ckpt["mel_mean"] != outer_stats  # without --refit: the inner training speakers' statistics
+
+
+@pytest.mark.slow
+def test_own_recordings_quickstart_ends_in_a_bundle_the_engine_plays(tmp_path: Path, cache: Path) -> None:
+    """docs/training.md §1: train, export (the default bundle's art half aligned to the new encoder), run."""
+    import subprocess
+    import sys
+
+    from engine.models.bundle import DEFAULT_BUNDLE
+    from trainer.bundle.art_default import ArtHalfConfig, attach_art_half, load_art_source
+    from trainer.bundle.export import export_checkpoint
+    from trainer.space.align import AlignConfig, AudioAlignConfig
+
+    train_tiny(tmp_path / "run", cache, "--arch", "cnn")
+    out = tmp_path / "mine"
+    export_checkpoint(tmp_path / "run" / "best.pt", out, license="test")
+    # `export` does this with the full-size settings; small ones keep the test short
+    small = ArtHalfConfig(
+        art_per_class=6, art_val_per_class=3, index_per_class=4, eval_per_class=4,
+        align=AlignConfig(audio=AudioAlignConfig(steps=20)),
+    )  # fmt: skip
+    attach_art_half(out, tmp_path / "run" / "best.pt", tmp_path / "art", load_art_source(DEFAULT_BUNDLE), small)
+    bundle = load_bundle(out)
+    assert bundle.manifest.generator is not None and (out / "art_index.npz").is_file()
+    frames = tmp_path / "frames"
+    proc = subprocess.run(
+        [sys.executable, "-m", "engine", "run", "--bundle", str(out), "--headless", "--frames-dir", str(frames),
+         "--source", "synth:happy", "--duration", "3", "--osc-in", "0", "--zmq-ctl", "tcp://127.0.0.1:*",
+         "--zmq-pub", "tcp://127.0.0.1:*"],
+        capture_output=True, text=True, timeout=120, env={**__import__("os").environ, "SDL_VIDEODRIVER": "dummy"},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert len(list(frames.glob("*.png"))) > 5, proc.stderr[-2000:]

@@ -30,7 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "align": ("trainer.space.align", "align audio and art in the shared space (contrastive)"),
     "gan": ("trainer.gan.train", "train the conditional GAN on the art corpus"),
     "upsampler": ("trainer.gan.upsampler", "train the small display up-sampler (x2/x4) on the procedural corpus"),
-    "export": ("trainer.bundle.export", "checkpoint -> model bundle (ONNX + parity check, TensorRT when present)"),
+    "export": ("trainer.bundle.export_cli", "checkpoint -> model bundle (ONNX + parity check, TensorRT when present)"),
     "evaluate": ("trainer.bundle.evaluate", "evaluate a bundle on labelled audio: accuracy, macro-F1, VA"),
     "default": ("trainer.bundle.default", "reproduce the default bundle from the shared corpora and procedural data"),
 }

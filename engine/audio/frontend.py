@@ -9,13 +9,22 @@ Implemented in torch so a batch runs on CPU or CUDA in one pass; checked against
 
 from __future__ import annotations
 
+import hashlib
+import io
 import itertools
+import json
+import logging
+import os
 import threading
 from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
 
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
+
+log = logging.getLogger("synesthesia.frontend")
 
 _EPS = 1e-12
 MEL_BLOCKS = 6  # filter-bank blocks: ~1/4 of the dense multiply-adds at batch 1 for a few calls' overhead
@@ -72,6 +81,44 @@ class FrontEndOutput:
     clipped: torch.Tensor  # [B] float: share of samples at or beyond full scale
 
 
+def cache_root() -> Path:
+    """Where the engine keeps what it can rebuild (mel filter banks, TensorRT programs): $SYNESTHESIA_CACHE
+    or ~/.cache/synesthesia."""
+    return Path(os.environ.get("SYNESTHESIA_CACHE", Path.home() / ".cache" / "synesthesia"))
+
+
+def mel_filterbank(cfg: FrontEndConfig) -> np.ndarray:
+    """librosa's mel filter bank [n_mels, n_fft // 2 + 1] for `cfg`, cached on disk.
+
+    Importing `librosa.filters` pulls in scipy.signal and scipy.stats: about 2 s of every start-up on two
+    cores, for a constant. The cache file is named after what changes the bank (the parameters and the
+    librosa version); an unreadable or unwritable cache only costs that import.
+    """
+    params = {"sr": cfg.sample_rate, "n_fft": cfg.n_fft, "n_mels": cfg.n_mels, "fmin": cfg.fmin, "fmax": cfg.fmax}
+    key = hashlib.sha256(json.dumps({**params, "librosa": version("librosa")}, sort_keys=True).encode()).hexdigest()
+    path = cache_root() / "mel" / f"{key[:20]}.npy"
+    shape = (cfg.n_mels, cfg.n_fft // 2 + 1)
+    try:
+        fb = np.load(path, allow_pickle=False)
+        if fb.shape == shape and fb.dtype == np.float32 and np.isfinite(fb).all():
+            return fb
+    except (OSError, ValueError):
+        pass  # absent or damaged: rebuild it
+    import librosa
+
+    fb = librosa.filters.mel(**params).astype(np.float32)
+    try:
+        from engine.atomicfile import atomic_write_bytes
+
+        buf = io.BytesIO()
+        np.save(buf, fb, allow_pickle=False)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(path, buf.getvalue())
+    except OSError as exc:
+        log.debug("mel filter bank not cached at %s: %s", path, exc)
+    return fb
+
+
 class FrontEnd:
     """Audio batch -> z-scored log-mel features plus per-window diagnostics.
 
@@ -87,11 +134,9 @@ class FrontEnd:
         mel_std: float | np.ndarray | list[float] | None = None,
         device: str | torch.device = "cpu",
     ) -> None:
-        import librosa
-
         self.config = cfg = config or FrontEndConfig()
         self.device = torch.device(device)
-        fb = librosa.filters.mel(sr=cfg.sample_rate, n_fft=cfg.n_fft, n_mels=cfg.n_mels, fmin=cfg.fmin, fmax=cfg.fmax)
+        fb = mel_filterbank(cfg)
         self._mel_fb = torch.as_tensor(fb, dtype=torch.float32, device=self.device)  # [n_mels, n_fft//2+1]
         self._mel_bands = _band_blocks(self._mel_fb, MEL_BLOCKS)
         self._local = threading.local()  # per-thread scratch (the padded input buffer)

@@ -114,17 +114,29 @@ class SynthSource(PacedSource):
     kind = "synth"
 
     def __init__(self, ring: RingBuffer, spec: str, block: int, seed: int = 0) -> None:
-        from engine.audio.synth import SynthStream
+        from engine.audio.synth import SynthStream, SynthTour
 
         emotion, _, kind = spec.partition(":")
         super().__init__(ring, f"synth:{spec}", block, realtime=True)
         kind = kind or "speech"
         if kind not in ("speech", "music"):
             raise ValueError(f"the synth kind must be speech or music, got {kind!r}")
-        self.stream = SynthStream(emotion or "neutral", kind=kind, sample_rate=ring.sample_rate, seed=seed)
+        self.stream: SynthStream | SynthTour
+        if emotion == "tour":
+            self.stream = SynthTour(kind=kind, sample_rate=ring.sample_rate, seed=seed)
+        else:
+            self.stream = SynthStream(emotion or "neutral", kind=kind, sample_rate=ring.sample_rate, seed=seed)
 
     def _produce(self, n: int) -> np.ndarray:
         return self.stream.read(n)
+
+    def status(self) -> dict[str, Any]:
+        from engine.audio.synth import SynthTour
+
+        out = super().status()
+        if isinstance(self.stream, SynthTour):
+            out["tour_emotion"] = self.stream.emotion  # what the demo voice is playing now
+        return out
 
     def reset(self) -> None:
         super().reset()
@@ -156,7 +168,7 @@ def open_source(
     reconnect_s: float = 2.0,
     stall_s: float = 2.0,
 ) -> Source:
-    """A source for `mic`, `mic:NAME_OR_INDEX`, `file:PATH` or `synth:CLASS[:speech|music]` (not started)."""
+    """A source for `mic`, `mic:NAME_OR_INDEX`, `file:PATH` or `synth:CLASS|tour[:speech|music]` (not started)."""
     kind, _, value = spec.partition(":")
     block = max(1, round(ring.sample_rate * block_ms / 1000.0))
     if kind == "mic":

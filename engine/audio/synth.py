@@ -625,3 +625,66 @@ class SynthStream:
         self._tail = clip[self._seg :]
         self._index += 1
         return out.astype(np.float32)
+
+
+TOUR: tuple[str, ...] = ("angry", "happy", "sad", "neutral")
+
+
+class SynthTour:
+    """The demo: each emotion of `emotions` in turn for `leg_s` seconds, looping (`synth:tour`).
+
+    What a newcomer without a microphone sees: the show moving through every emotion once a minute, so
+    each can be seen as itself. `read(n)` splits reads at leg boundaries and retargets the stream there
+    (the voice changes at its next segment, within `SynthStream.segment_s`); `emotion_at(sample)` says
+    which emotion a sample belongs to.
+    """
+
+    def __init__(
+        self,
+        emotions: tuple[str, ...] = TOUR,
+        leg_s: float = 15.0,
+        kind: Kind = "speech",
+        sample_rate: int = 22050,
+        seed: int = 0,
+    ) -> None:
+        if not emotions:
+            raise ValueError("a tour needs at least one emotion")
+        if not leg_s > 0:
+            raise ValueError(f"leg_s must be > 0, got {leg_s}")
+        for name in emotions:
+            resolve_va(name)  # an unknown name fails here, not at its leg
+        self.emotions = tuple(emotions)
+        self.sample_rate = int(sample_rate)
+        self._leg = max(1, round(leg_s * self.sample_rate))
+        self.stream = SynthStream(self.emotions[0], kind=kind, sample_rate=sample_rate, seed=seed, glide_s=0.5)
+        self._pos = 0
+
+    @property
+    def leg_samples(self) -> int:
+        return self._leg
+
+    def emotion_at(self, sample: int) -> str:
+        return self.emotions[(int(sample) // self._leg) % len(self.emotions)]
+
+    @property
+    def emotion(self) -> str:
+        """The emotion of the next sample to be read."""
+        return self.emotion_at(self._pos)
+
+    def reset(self) -> None:
+        self.stream.reset()
+        self._pos = 0
+
+    def read(self, n: int) -> np.ndarray:
+        if n < 0:
+            raise ValueError(f"n must be >= 0, got {n}")
+        parts = []
+        while n > 0:
+            into_leg = self._pos % self._leg
+            if into_leg == 0 and self._pos > 0:
+                self.stream.set_target(self.emotion_at(self._pos))
+            take = min(n, self._leg - into_leg)
+            parts.append(self.stream.read(take))
+            self._pos += take
+            n -= take
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)

@@ -8,7 +8,6 @@ precompiled ones under its `tensorrt` key.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
@@ -29,8 +28,9 @@ def cache_key(component: Component, trt_version: str, precision: str = "fp16") -
 
 
 def cache_dir(bundle: Bundle) -> Path:
-    root = Path(os.environ.get("SYNESTHESIA_CACHE", Path.home() / ".cache" / "synesthesia"))
-    return root / "tensorrt" / bundle.digest
+    from engine.audio.frontend import cache_root
+
+    return cache_root() / "tensorrt" / bundle.digest
 
 
 class TensorRTRunner(Runner):

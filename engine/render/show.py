@@ -39,6 +39,7 @@ from engine.render.loop import RenderLoop, build_render_loop
 if TYPE_CHECKING:
     from engine.io.osc_control import OscControlServer
     from engine.io.zmq_control import ZmqControlServer
+    from engine.threads import OwnedThread
 
 log = logging.getLogger("synesthesia.show")
 
@@ -113,12 +114,13 @@ def wants_renderer(cfg: EngineConfig) -> bool:
 
 
 def _frame_out(engine: Engine, cfg: EngineConfig) -> FrameOut | None:
-    if not (cfg.zmq.enabled and cfg.zmq.frames) or engine.sender is None:
+    if not (cfg.zmq.enabled and cfg.zmq.frames):
         return None
-    sender = engine.sender
 
     def publish(header: dict[str, Any], data: bytes) -> None:
-        sender.publish(Topic.FRAME, header, blob=data)  # non-blocking: the sender's latest-only frame slot
+        sender = engine.sender  # None while the engine is still starting (the window opens first)
+        if sender is not None:
+            sender.publish(Topic.FRAME, header, blob=data)  # non-blocking: the sender's latest-only frame slot
 
     return publish
 
@@ -143,10 +145,20 @@ def _open_loop(engine: Engine, cfg: EngineConfig, features: Callable[[], AudioFr
 
 
 def run_show(
-    engine: Engine, cfg: EngineConfig, stop: threading.Event, query: QueryState | None = None
+    engine: Engine,
+    cfg: EngineConfig,
+    stop: threading.Event,
+    query: QueryState | None = None,
+    starting: OwnedThread | None = None,
+    on_started: Callable[[], None] | None = None,
 ) -> StopReason | None:
     """Render on this (main) thread until quit, `stop`, `duration_s` or the end of a non-looping file; the
-    reason, or None when `stop` ended it."""
+    reason, or None when `stop` ended it.
+
+    `starting`: the thread running `engine.start()`. Frames are drawn (the calm neutral walk) while it
+    runs; when it has finished, `on_started()` is called here and `duration_s` counts from then. An error
+    that ended the start is raised here.
+    """
     feats = AudioFeatures(engine.sample_rate)
     loop = _open_loop(engine, cfg, lambda: engine.audio_frame(feats))
     if query is not None:
@@ -155,17 +167,37 @@ def run_show(
     if loop.taps:
         engine.add_status("taps", loop.taps.status)
     say(f"rendering to {loop.sink.kind} {loop.sink.size[0]}x{loop.sink.size[1]} ({loop.status.backend})")
-    end = None if cfg.duration_s is None else time.monotonic() + cfg.duration_s
+    end: float | None = None
+    pending = starting
+
+    def started() -> None:
+        nonlocal end
+        if cfg.duration_s is not None:
+            end = time.monotonic() + cfg.duration_s
+        if on_started is not None:
+            on_started()
+
+    if pending is None:
+        started()
 
     def after_frame() -> bool:
+        nonlocal pending
+        if pending is not None:
+            if pending.alive:
+                return True  # still warming up: keep drawing
+            pending.stop()
+            error, pending = pending.error, None
+            if error is not None:
+                raise error
+            started()
         engine.tick(frame_done=True)  # also restarts a failed analysis thread (kiosk)
         if engine.source_ended:
             say("the source has ended")
             return False
-        return True
+        return end is None or time.monotonic() < end
 
     try:
-        frames = loop.run(stop, None if end is None else end - time.monotonic(), after_frame=after_frame)
+        frames = loop.run(stop, after_frame=after_frame)
     finally:
         loop.close()
     log.info("rendered %d frames", frames)

@@ -462,12 +462,32 @@ def build_default(bundle_dir: Path, runs_dir: Path, data_root: Path, art_source:
     """
 
     del data_root  # the corpora are found through the run's own configuration
+    attach_art_half(bundle_dir, runs_dir / "main" / "best.pt", runs_dir, art_source)
+
+
+def attach_art_half(
+    bundle_dir: Path,
+    checkpoint: Path,
+    runs_dir: Path,
+    art_source: ArtSource | None = None,
+    config: ArtHalfConfig | None = None,
+) -> None:
+    """Add an art half to the audio-only bundle exported from `checkpoint` (a training run's best.pt).
+
+    Audio for the alignment: the run's own corpora and speaker split (held-out speakers stay held out)
+    plus procedural clips of voices it never heard. With `art_source` (another bundle's art half: art
+    space, generator, up-sampler) only the alignment and the evaluation run, about a minute on a CPU;
+    without it the GAN is trained too (hours). Work files go under `runs_dir`.
+    """
     torch.set_num_threads(1)
     ab = load_audio_bundle(bundle_dir)
-    real_train, real_val, split = audio_from_run(runs_dir / "main" / "best.pt", ab)
+    real_train, real_val, split = audio_from_run(checkpoint, ab)
     synth, s_tr, s_va = synthetic_split(ab.classes, ab, **ALIGNMENT_VOICES, cache_dir=runs_dir / "cache")
     audio_data = {
-        "corpora": ["the encoder's corpora (runs/default/main) with its speaker split", "procedural synth seed 7001"],
+        "corpora": [
+            f"the encoder's corpora ({checkpoint.parent}) with its speaker split",
+            "procedural synth seed 7001",
+        ],
         "real_val_speakers": split.get("val_speakers"),
         "synth": "80 clips per class, 10 voices per kind, 20% of voices held out (seed 7001)",
     }
@@ -476,8 +496,9 @@ def build_default(bundle_dir: Path, runs_dir: Path, data_root: Path, art_source:
         concat_audio([real_train, synth.subset(s_tr)]),
         {"real": real_val, "synth": synth.subset(s_va)},
         runs_dir,
+        config,
         audio_data=audio_data,
-        evaluate_flags=f" --audio-run {runs_dir / 'main' / 'best.pt'} --cache {runs_dir / 'cache'}",
+        evaluate_flags=f" --audio-run {checkpoint} --cache {runs_dir / 'cache'}",
         art_source=art_source,
     )
     half.metrics["generator_speed"] = speed.measure_generator_speed(half.generator)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import json
 import logging
@@ -287,30 +286,3 @@ def compile_tensorrt(
     raw.setdefault("metrics", {}).setdefault("export_parity_max_abs", {})[parity_key] = err
     log.info("TensorRT: compiled %s (parity %.2g)", fname, err)
     return write_manifest(out, raw)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", type=Path, help="training checkpoint (RUN/best.pt)")
-    parser.add_argument("--out", type=Path, required=True, help="bundle directory to write (replaced)")
-    parser.add_argument("--name", help="bundle name (default: ARCH-TAXONOMY)")
-    parser.add_argument(
-        "--license",
-        default="unspecified",
-        help="licence terms of the model (those of its training data), e.g. CC BY-NC-SA 4.0",
-    )
-    parser.add_argument(
-        "--tensorrt",
-        type=TensorRTMode,
-        choices=list(TensorRTMode),
-        default=TensorRTMode.AUTO,
-        help="auto: compile when CUDA and torch-tensorrt are present",
-    )
-
-
-def run(args: argparse.Namespace) -> int:
-    manifest = export_checkpoint(
-        args.checkpoint, args.out, name=args.name, license=args.license, tensorrt=args.tensorrt
-    )
-    parity = manifest.metrics.get("export_parity_max_abs", {})
-    print(json.dumps({"bundle": str(args.out), "files": sorted(manifest.files), "parity_max_abs": parity}))
-    return 0
