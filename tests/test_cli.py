@@ -61,3 +61,16 @@ def test_import_engine_is_light() -> None:
     code = f"import sys, engine, engine.cli; print(sorted(m for m in {heavy} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout.strip()
     assert out == "[]"
+
+
+def test_training_without_the_train_extra_names_the_extra(tmp_path) -> None:
+    # scikit-learn made unimportable, as in an install without `[train]`
+    code = (
+        "import sys; sys.modules['sklearn'] = None\n"
+        "from trainer.cli import main\n"
+        f"sys.exit(main(['audio', '--data', 'synthetic:3', '--epochs', '1', '--out', {str(tmp_path)!r}]))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 3, proc.stderr[-1500:]
+    assert "scikit-learn is not installed" in proc.stderr and "synesthesia[train]" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -20,7 +20,7 @@ import shlex
 import sys
 from collections.abc import Sequence
 
-from engine.errors import SynesthesiaError
+from engine.errors import MissingDependencyError, SynesthesiaError
 
 # name -> (module, help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -33,6 +33,16 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("trainer.bundle.export_cli", "checkpoint -> model bundle (ONNX + parity check, TensorRT when present)"),
     "evaluate": ("trainer.bundle.evaluate", "evaluate a bundle on labelled audio: accuracy, macro-F1, VA"),
     "default": ("trainer.bundle.default", "reproduce the default bundle from the shared corpora and procedural data"),
+}
+
+
+# import name -> PyPI name of what the `train` extra (pyproject.toml) adds to the engine's dependencies
+TRAIN_EXTRA = {
+    "optuna": "optuna",
+    "matplotlib": "matplotlib",
+    "sklearn": "scikit-learn",
+    "tqdm": "tqdm",
+    "onnxscript": "onnxscript",
 }
 
 
@@ -72,6 +82,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SynesthesiaError as exc:
         print(f"synesthesia-train: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except ImportError as exc:  # a module of the `train` extra (imported where first needed) is missing
+        root = (exc.name or "").split(".")[0]
+        if root not in TRAIN_EXTRA:
+            raise
+        print(
+            f"synesthesia-train: error: {TRAIN_EXTRA[root]} is not installed; the trainer needs the `train` extra: "
+            "pip install -e '.[train]' (from a checkout) or pip install 'synesthesia[train]'",
+            file=sys.stderr,
+        )
+        return MissingDependencyError.exit_code
 
 
 if __name__ == "__main__":

@@ -367,7 +367,10 @@ def build_render_loop(
 
     gen = bundle.manifest.generator
     if gen is None:
-        raise BundleError(f"{bundle.path}: the bundle has no generator (key 'generator'); rendering needs one")
+        raise BundleError(
+            f"{bundle.path}: the bundle has no generator (key 'generator'); rendering needs one: export it "
+            "without --art-from none, or run --headless for OSC/ZeroMQ only"
+        )
     r = cfg.render
     device = r.device.value
 
