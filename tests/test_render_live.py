@@ -368,3 +368,33 @@ def test_kiosk_fills_the_screen_hides_the_hud_and_logs_to_a_file(
     text = log_file.read_text()
     assert "kiosk log" in text
     assert "(fullscreen)" in text  # the window line went to the log file too
+
+
+def test_zmq_frames_arrive_while_a_window_is_open(render_bundle, audio_fixture, xvfb_server, tmp_path) -> None:
+    env = dict(os.environ, DISPLAY=xvfb_server.display, SDL_VIDEO_WINDOW_POS="0,0")
+    env.pop("SDL_VIDEODRIVER", None)
+    env.pop("WAYLAND_DISPLAY", None)
+    port = free_port(socket.SOCK_STREAM)
+    ctx = zmq.Context()
+    sub = ctx.socket(zmq.SUB)
+    sub.setsockopt(zmq.SUBSCRIBE, b"frame")
+    sub.setsockopt(zmq.LINGER, 0)
+    sub.connect(f"tcp://127.0.0.1:{port}")
+    engine = launch(
+        render_bundle, audio_fixture, tmp_path, "--zmq-frames", "--zmq-pub", f"tcp://127.0.0.1:{port}", env=env
+    )
+    try:
+        assert "rendering to window" in engine.startup and "beside the window" in engine.startup
+        header, first = latest_frame(sub)
+        assert header["format"] == "jpeg" and (header["width"], header["height"]) == (W, H)
+        assert first.shape == (H, W, 3) and first.std() > 1.0  # a decoded picture, not an empty buffer
+        later, second = latest_frame(sub, header["frame"] + 5)
+        assert later["frame"] > header["frame"]
+        # the frame on the wire is what the window shows (JPEG-close to a screenshot taken around then)
+        shot = xvfb_server.screenshot()[:H, :W]
+        assert mean_abs_diff(shot, second) < 40
+    finally:
+        out = engine.close()
+        sub.close()
+        ctx.term()
+    assert "Traceback" not in out

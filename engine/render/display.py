@@ -239,7 +239,6 @@ PNG_COMPRESS_LEVEL = 3  # zlib level: a third of level 6's time at 1280x720 for 
 def encode_surface(surface: Any, fmt: str) -> bytes:
     """JPEG or PNG bytes of a pygame Surface (in memory, no file), encoded by Pillow."""
     pg = pygame_module()
-    image_mod = require("PIL.Image", "frame encoding")
     try:
         view = pg.surfarray.pixels3d(surface)  # [w, h, 3] view of the pixels (no copy), locks the surface
     except ValueError:  # 8/16-bit surfaces have no 3-channel view
@@ -248,6 +247,12 @@ def encode_surface(surface: Any, fmt: str) -> bytes:
         rgb = np.ascontiguousarray(view.transpose(1, 0, 2))  # the one copy: row-major [h, w, 3] for Pillow
     finally:
         del view  # unlocks the surface
+    return encode_rgb(rgb, fmt)
+
+
+def encode_rgb(rgb: np.ndarray, fmt: str) -> bytes:
+    """JPEG or PNG bytes of a C-contiguous [H, W, 3] uint8 array (Pillow; thread-safe, no pygame)."""
+    image_mod = require("PIL.Image", "frame encoding")
     image = image_mod.fromarray(rgb, "RGB")
     buf = io.BytesIO()
     if fmt == "jpeg":

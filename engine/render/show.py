@@ -35,6 +35,7 @@ from engine.io.control import ControlSurface
 from engine.io.schema import Topic
 from engine.render.display import FrameOut, HeadlessSink, choose_sink
 from engine.render.loop import RenderLoop, build_render_loop
+from engine.render.taps import ZmqFrameTap
 
 if TYPE_CHECKING:
     from engine.io.osc_control import OscControlServer
@@ -131,13 +132,20 @@ def _open_loop(engine: Engine, cfg: EngineConfig, features: Callable[[], AudioFr
     if reason:
         say(f"{reason}; running headless")
     loop = build_render_loop(cfg, engine.bundle, engine.controls, sink, emotion=engine.latest, features=features)
+    zmq_tap = None
+    if frame_out is not None and not isinstance(sink, HeadlessSink):  # a window: frames go out through a tap
+        zmq_tap = loop.taps.add(ZmqFrameTap(frame_out, cfg.zmq.frame_format, cfg.render.fps / cfg.zmq.frame_every))
     try:
         loop.open()
+        if zmq_tap is not None:
+            say(zmq_tap.describe())
     except Exception as exc:  # pygame.error: the X server refused the window, no usable video driver, ...
         if isinstance(sink, HeadlessSink):
             raise
         say(f"cannot open a window ({exc}); running headless")
         loop.close()
+        if zmq_tap is not None:
+            loop.taps.taps.remove(zmq_tap)  # the headless sink publishes the frames itself
         loop.sink = HeadlessSink(cfg.render, frame_out, cfg.zmq.frame_format, cfg.zmq.frame_every)
         loop.status.sink = loop.sink.kind
         loop.open()

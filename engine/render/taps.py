@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -178,3 +179,25 @@ class TapSet:
 
     def status(self) -> dict[str, Any]:
         return {tap.name: tap.status() for tap in self.taps}
+
+
+class ZmqFrameTap(FrameTap):
+    """The displayed frames, JPEG or PNG, on the ZeroMQ `frame` topic while a window is open (headless runs
+    publish from the HeadlessSink). Encoding happens here, off the render thread; `publish(header, data)`
+    must not block (the app hands it the sender's latest-only frame slot). The header is the headless
+    sink's: {"frame", "width", "height", "format"}."""
+
+    def __init__(self, publish: Callable[[dict[str, Any], bytes], None], fmt: str, max_fps: float | None) -> None:
+        super().__init__("zmq-frames", max_fps)
+        self.publish = publish
+        self.fmt = fmt
+
+    def deliver(self, rgb: np.ndarray, seq: int, t: float) -> None:
+        from engine.render.display import encode_rgb
+
+        height, width = rgb.shape[:2]
+        self.publish({"frame": seq, "width": width, "height": height, "format": self.fmt}, encode_rgb(rgb, self.fmt))
+
+    def describe(self) -> str:
+        rate = f" at up to {1.0 / self.min_interval:.0f} fps" if self.min_interval else ""
+        return f"frames ({self.fmt}) on the ZeroMQ frame topic beside the window{rate}"
