@@ -61,6 +61,7 @@ from engine.io.schema import (
 from engine.io.sender import Sender
 from engine.kiosk import StageSupervisor
 from engine.models.bundle import Bundle
+from engine.replay import Recorder, ReplaySource, frame_from_json, state_from_json
 from engine.timing import StageTimer
 
 if TYPE_CHECKING:  # these load torch: imported where the engine starts
@@ -126,6 +127,10 @@ class Engine:
         self._next_state = 0.0
         self._source_state: SourceState | None = None
         self._down_since: float | None = None
+        self.recorder: Recorder | None = None  # --record DIR
+        self._controls_seen: dict[str, Any] | None = None
+        self._replay_state: EmotionState | None = None  # --source replay:DIR: the last replayed state
+        self._replay_audio = SILENT_FRAME
 
     # -- lifecycle --------------------------------------------------------------------------------------
 
@@ -148,7 +153,17 @@ class Engine:
             except (require("zmq", "ZeroMQ output").ZMQError, MissingDependencyError) as exc:
                 # port in use, bad address, no pyzmq: the show goes on without it
                 self.notice(f"ZeroMQ PUB {cfg.zmq.pub} unavailable ({exc}); publishing OSC only")
-        return Sender(osc, zmq, cfg.osc.queue_size, self.timer)
+        sender = Sender(osc, zmq, cfg.osc.queue_size, self.timer)
+        if cfg.record.dir is not None:
+            from engine import __version__
+
+            header = {"engine": __version__, "bundle": self.bundle.manifest.name, "digest": self.bundle.digest}
+            header |= {"prefix": cfg.osc.prefix, "hop_s": cfg.audio.hop_s, "source": cfg.audio.source}
+            self.recorder = Recorder(cfg.record.dir, header)
+            if self.recorder.active:
+                sender.tap = self.recorder.message
+                say(f"recording the show to {self.recorder.path}")
+        return sender
 
     def _open_source(self) -> Source:
         a = self.config.audio
@@ -198,6 +213,16 @@ class Engine:
 
         cfg = self.config
         self.open_source()  # first: a bad source spec should fail before the slow model warm-up
+        if self.replaying:  # the recording carries the states: no model, no analysis thread
+            self.backend_message = f"replaying {self.source.name} (no inference)"
+            self.sender = self._open_outputs()
+            self.sender.start()
+            self.source.on_line = self._replayed
+            self.source.start()
+            self._started_at = time.monotonic()
+            self._next_audio = self._next_status = self._started_at
+            self._next_check = self._started_at + SUPERVISE_PERIOD_S
+            return
         selection = with_torch_threads(
             ANALYSIS_TORCH_THREADS,
             lambda: open_runner(self.bundle, Component.AUDIO, cfg.analysis.backend, cfg.analysis.device.value),
@@ -237,11 +262,15 @@ class Engine:
         if self.sender is not None:
             self._publish_status()  # a last status, so a watcher sees the clean end
             self.sender.stop()
+        if self.recorder is not None:
+            self.recorder.close()
 
     # -- main-thread work -------------------------------------------------------------------------------
 
     def latest(self) -> EmotionState | None:
         """The newest EmotionState, or None before the first window."""
+        if self.replaying:
+            return self._replay_state
         return self.analysis.latest.get() if self.analysis is not None else None
 
     @property
@@ -263,6 +292,8 @@ class Engine:
 
     def audio_frame(self, features: AudioFeatures) -> AudioFrame:
         """`features(ring)`, or zeros while the source is down (the ring would repeat its last samples)."""
+        if self.replaying:
+            return self._replay_audio
         if self.source_down:
             features.reset()  # the spectrum from before the outage must not make an onset after it
             return SILENT_FRAME
@@ -287,6 +318,8 @@ class Engine:
         if src is self._source_state:
             return False
         prev, self._source_state = self._source_state, src
+        if self.recorder is not None and src is not None:
+            self.recorder.event("source", state=src.value)
         if src in SOURCE_DOWN and prev not in SOURCE_DOWN:
             self._down_since = now
             say(f"audio source lost: {self.source.last_error or src.value}")  # the source has logged it
@@ -327,12 +360,17 @@ class Engine:
             return STATUS_PERIOD_S
         if self._watch_source(now):
             self._next_status = now  # /syn/status/source on change
-        if now >= self._next_audio:
+        if self.recorder is not None:
+            self._record_controls()
+        if self.replaying:  # the recording's own audio and state messages are re-sent as they were
+            self._next_audio = now + 1.0
+        elif now >= self._next_audio:
             frame = self.audio_frame(self._features)
             sender.publish(Topic.AUDIO, audio_json(frame), audio_osc(self.addresses, frame))
             period = 1.0 / self.config.osc.audio_rate_hz
             self._next_audio = max(self._next_audio + period, now - period)  # no burst after a stall
-        self._publish_state(now)
+        if not self.replaying:
+            self._publish_state(now)
         if now >= self._next_check:
             self._next_check = now + SUPERVISE_PERIOD_S
             self.supervise_analysis(now)
@@ -340,6 +378,44 @@ class Engine:
             self._publish_status(now)
             self._next_status = max(self._next_status + STATUS_PERIOD_S, now)
         return max(0.0, min(self._next_audio, self._next_status) - time.monotonic())
+
+    @property
+    def replaying(self) -> bool:
+        """The source is a recording (`replay:DIR`): states and features come from it, not from a model."""
+        return isinstance(self.source, ReplaySource)
+
+    def _replayed(self, line: dict[str, Any]) -> None:
+        """One recording line, at its time (the replay source's thread)."""
+        if line["k"] == "msg" and self.sender is not None:
+            topic = Topic(line["topic"])
+            data = line.get("data") or {}
+            self.sender.publish(topic, data, [(a, tuple(v)) for a, v in line.get("osc", [])])
+            if topic is Topic.EMOTION:
+                state = state_from_json(data, time.monotonic())
+                if state is not None:
+                    self._replay_state = state
+            elif topic is Topic.AUDIO:
+                self._replay_audio = frame_from_json(data)
+        elif line["k"] == "controls":
+            self._apply_recorded_controls(line.get("controls") or {})
+
+    def _apply_recorded_controls(self, recorded: dict[str, Any]) -> None:
+        now = self.controls.as_dict()
+        for name in ("intensity", "speed", "smoothing", "freeze", "blackout", "seed", "hud", "override"):
+            value = recorded.get(name)
+            if name not in recorded or value == now.get(name) or (name == "smoothing" and value is None):
+                continue
+            args = ("none",) if value is None else tuple(value) if isinstance(value, list) else (value,)
+            try:
+                self.controls.apply(name, *args)
+            except ValueError as exc:  # a recording from another bundle (unknown label): skip, say why
+                log.warning("replay: control %s %r not applied: %s", name, value, exc)
+
+    def _record_controls(self) -> None:
+        snapshot = {k: v for k, v in self.controls.as_dict().items() if k not in ("applied", "rejected")}
+        if snapshot != self._controls_seen:
+            self._controls_seen = snapshot
+            self.recorder.event("controls", controls=snapshot)
 
     def supervise_analysis(self, now: float) -> None:
         """Restart an analysis thread that died (after the supervisor's backoff); past the supervisor's
@@ -390,6 +466,8 @@ class Engine:
             "sender": self.sender.stats() if self.sender else None,
             "controls": self.controls.as_dict(),
         }
+        if self.recorder is not None:
+            out["record"] = self.recorder.status()
         for name, fn in self._status_sections.items():
             try:
                 out[name] = fn()

@@ -21,7 +21,7 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
         "plays, with no display it runs headless (both said on stderr).",
     )
     p.add_argument("--config", metavar="F", help="venue config (TOML), e.g. installation/configs/gallery.toml")
-    p.add_argument("--source", help="mic | mic:NAME | file:PATH | synth:CLASS | synth:tour (default: mic)")
+    p.add_argument("--source", help="mic | mic:NAME | file:PATH | synth:CLASS | synth:tour | replay:DIR (default: mic)")
     p.add_argument("--headless", action="store_true", default=None, help="no window")
     p.add_argument("--fullscreen", action="store_true", default=None, help="fullscreen window")
     p.add_argument("--display", type=int, metavar="N", help="display index for the window")
@@ -42,6 +42,7 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--frames-dir", metavar="DIR", help="headless: write frames here as PNG")
     p.add_argument("--zmq-frames", action="store_true", default=None, help="publish frames on the ZMQ frame topic")
     p.add_argument("--hud", action="store_true", default=None, help="start with the on-screen readout")
+    p.add_argument("--record", metavar="DIR", help="record the show to DIR (states, features, controls; never audio)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
 
@@ -167,6 +168,7 @@ def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
     put("zmq.frames", args.zmq_frames)
     put("kiosk.enabled", args.kiosk)
     put("duration_s", args.duration)
+    put("record.dir", args.record)
     if args.verbose:
         put("log_level", "DEBUG")
     return o
@@ -174,7 +176,7 @@ def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 RUN_FLAGS = (
     "source", "headless", "fullscreen", "display", "hud", "frames_dir", "bundle", "backend", "device", "osc",
-    "osc_in", "zmq_pub", "zmq_ctl", "zmq_frames", "kiosk", "duration", "verbose",
+    "osc_in", "zmq_pub", "zmq_ctl", "zmq_frames", "kiosk", "duration", "verbose", "record",
 )  # fmt: skip
 
 

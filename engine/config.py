@@ -115,9 +115,9 @@ class AudioSettings(_Section):
     @classmethod
     def _source(cls, v: str) -> str:
         kind = v.split(":", 1)[0]
-        if kind not in {"mic", "file", "synth"}:
-            raise ValueError("source must be mic, mic:NAME, file:PATH or synth:CLASS")
-        if kind in {"file", "synth"} and ":" not in v:
+        if kind not in {"mic", "file", "synth", "replay"}:
+            raise ValueError("source must be mic, mic:NAME, file:PATH, synth:CLASS or replay:DIR")
+        if kind in {"file", "synth", "replay"} and ":" not in v:
             raise ValueError(f"source {kind} needs a value ({kind}:...)")
         return v
 
@@ -193,6 +193,10 @@ class RenderSettings(_Section):
     device: Device = Field(Device.AUTO, strict=False)
 
 
+class RecordSettings(_Section):
+    dir: str | None = Field(None, description="record the show here (states, features, controls; never audio)")
+
+
 class KioskSettings(_Section):
     enabled: bool = False
     log_file: str = "synesthesia.log"
@@ -211,6 +215,7 @@ class EngineConfig(_Section):
     zmq: ZmqSettings = Field(default_factory=ZmqSettings)
     render: RenderSettings = Field(default_factory=RenderSettings)
     kiosk: KioskSettings = Field(default_factory=KioskSettings)
+    record: RecordSettings = Field(default_factory=RecordSettings)
 
 
 # pydantic error type -> what the operator reads (the input is appended)

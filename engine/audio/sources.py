@@ -171,6 +171,10 @@ def open_source(
     """A source for `mic`, `mic:NAME_OR_INDEX`, `file:PATH` or `synth:CLASS|tour[:speech|music]` (not started)."""
     kind, _, value = spec.partition(":")
     block = max(1, round(ring.sample_rate * block_ms / 1000.0))
+    if kind == "replay":
+        from engine.replay import ReplaySource
+
+        return ReplaySource(ring, value)
     if kind == "mic":
         device: str | int | None = int(value) if value.isdigit() else (value or None)
         return MicSource(ring, device, block_ms=block_ms, reconnect_s=reconnect_s, stall_s=stall_s)

@@ -90,6 +90,8 @@ class Sender:
         self.errors = 0
         self.sent = 0
         self.last_latency_ms: float | None = None
+        # called on the sender thread with each message as sent (topic, data, osc): the show recorder
+        self.tap: Callable[[Topic, dict[str, Any], Sequence[OscMessage]], None] | None = None
 
     @property
     def queue_drops(self) -> int:
@@ -156,6 +158,8 @@ class Sender:
         start = time.perf_counter()
         try:
             data, osc = item.build() if item.build is not None else (item.data, item.osc)
+            if self.tap is not None:
+                self.tap(item.topic, data, osc)
             if self.osc is not None and osc:
                 self.osc.send(osc)
             if self.zmq is not None and (data or item.blob is not None):
