@@ -530,3 +530,11 @@ def test_importing_the_engine_loads_no_midi_library() -> None:
     code = "import sys, engine, engine.cli, engine.config; print([m for m in ('mido', 'rtmidi') if m in sys.modules])"
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stderr
+
+
+def test_the_readme_midi_block_is_a_valid_config() -> None:
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## MIDI control") :]
+    block = section[section.index("```toml") + len("```toml") : section.index("```", section.index("```toml") + 7)]
+    cfg = build_config(tomllib.loads(block))
+    assert cfg.midi.enabled and cfg.midi.clock and len(cfg.midi.map) == 3
