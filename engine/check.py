@@ -159,6 +159,28 @@ def check_models(cfg: EngineConfig, bundle_arg: str | None) -> tuple[list[CheckR
     return results, bundle.classes
 
 
+def check_midi(cfg: EngineConfig, classes: list[str]) -> CheckResult:
+    """[midi]: the extra, the MIDI system and the port (WARN only: the show runs on without MIDI), and
+    override mappings whose class the bundle lacks (FAIL: those pads would do nothing)."""
+    from engine.errors import MissingDependencyError
+    from engine.io.midi_in import MidiUnavailableError, list_ports, select_port
+
+    s = cfg.midi
+    bad = [
+        f"midi.map.{i} override {m.value!r}"
+        for i, m in enumerate(s.map)
+        if m.control.value == "override" and isinstance(m.value, str) and m.value.lower() not in [*classes, "none"]
+    ]
+    if bad and classes:
+        return CheckResult("midi", Verdict.FAIL, f"{'; '.join(bad)}: not a class of this bundle {classes}")
+    try:
+        names, api = list_ports(s.api)
+        where = f"virtual input {s.virtual_name!r}" if s.virtual else repr(names[select_port(names, s.port)])
+    except (MissingDependencyError, MidiUnavailableError) as exc:
+        return CheckResult("midi", Verdict.WARN, f"{exc}; the show runs without MIDI until it appears")
+    return CheckResult("midi", Verdict.OK, f"{where} ({api}), {len(s.map)} mappings")
+
+
 def _guard(name: str, fn: Callable[[], list[CheckResult] | CheckResult]) -> list[CheckResult]:
     try:
         out = fn()
@@ -198,6 +220,8 @@ def run_check(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         results += _guard("audio", lambda: check_audio(cfg, classes))
         results += _guard("display", lambda: check_display(cfg))
         results += _guard("ports", lambda: check_ports(cfg))
+        if cfg.midi.enabled:
+            results += _guard("midi", lambda: check_midi(cfg, classes))
     for r in results:
         out.write(f"{r.verdict.value:<5} {r.name:<11} {r.detail}\n")
     failed = [r for r in results if r.verdict is Verdict.FAIL]

@@ -43,6 +43,13 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--zmq-frames", action="store_true", default=None, help="publish frames on the ZMQ frame topic")
     p.add_argument("--hud", action="store_true", default=None, help="start with the on-screen readout")
     p.add_argument("--record", metavar="DIR", help="record the show to DIR (states, features, controls; never audio)")
+    p.add_argument(
+        "--midi",
+        nargs="?",
+        const="",
+        metavar="PORT",
+        help="MIDI control in: port name substring or index (default: [midi] port, or the first input)",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
 
@@ -130,7 +137,33 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--osc-in", type=_osc_in, metavar="[HOST:]PORT", help="OSC control port (0: none), as for run")
     c.add_argument("--zmq-pub", metavar="ADDR", help="ZeroMQ PUB address, as for run")
     c.add_argument("--zmq-ctl", metavar="ADDR", help="ZeroMQ control (REP) address, as for run")
+    _midi_parser(sub)
     return parser
+
+
+def _midi_parser(sub: argparse._SubParsersAction) -> None:
+    m = sub.add_parser(
+        "midi",
+        help="MIDI input: list ports, learn a mapping",
+        description="MIDI control input (the `midi` extra: pip install 'synesthesia[midi]').",
+    )
+    msub = m.add_subparsers(dest="midi_command", metavar="ACTION", required=True)
+    for name, what in (
+        ("list", "list MIDI input ports"),
+        ("learn", "print the [[midi.map]] block of the next CC/note"),
+    ):
+        q = msub.add_parser(name, help=what, description=what[0].upper() + what[1:] + ".")
+        q.add_argument("--config", metavar="F", help="venue config whose [midi] section (api, port) is used")
+        q.add_argument("--api", choices=["auto", "alsa", "jack"], help="MIDI system (default: [midi] api)")
+    learn = msub.choices["learn"]
+    learn.add_argument("--port", metavar="PORT", help="port name substring or index (default: [midi] port)")
+    learn.add_argument("--virtual", action="store_true", help="listen on a virtual input port instead")
+    learn.add_argument(
+        "--control",
+        choices=["intensity", "speed", "smoothing", "seed", "freeze", "blackout", "hud", "override"],
+        help="the control to fill in",
+    )
+    learn.add_argument("--timeout", type=float, default=60.0, metavar="S", help="give up after S s (exit 1)")
 
 
 def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -169,6 +202,10 @@ def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
     put("kiosk.enabled", args.kiosk)
     put("duration_s", args.duration)
     put("record.dir", args.record)
+    if args.midi is not None:
+        put("midi.enabled", True)
+        if args.midi:
+            put("midi.port", int(args.midi) if args.midi.isdigit() else args.midi)
     if args.verbose:
         put("log_level", "DEBUG")
     return o
@@ -176,7 +213,7 @@ def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 RUN_FLAGS = (
     "source", "headless", "fullscreen", "display", "hud", "frames_dir", "bundle", "backend", "device", "osc",
-    "osc_in", "zmq_pub", "zmq_ctl", "zmq_frames", "kiosk", "duration", "verbose", "record",
+    "osc_in", "zmq_pub", "zmq_ctl", "zmq_frames", "kiosk", "duration", "verbose", "record", "midi",
 )  # fmt: skip
 
 
@@ -213,6 +250,10 @@ def _dispatch(args: argparse.Namespace) -> int:
             from engine.check import run_check
 
             return run_check(args)
+        case "midi":
+            from engine.io.midi_in import run_midi
+
+            return run_midi(args)
     raise AssertionError(args.command)
 
 

@@ -21,6 +21,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from engine.errors import ConfigError
 from engine.inference.base import BackendKind
 from engine.io.allow import LOOPBACK, parse_network
+from engine.io.midi_map import MidiSettings
 
 
 class _Section(BaseModel):
@@ -216,6 +217,7 @@ class EngineConfig(_Section):
     render: RenderSettings = Field(default_factory=RenderSettings)
     kiosk: KioskSettings = Field(default_factory=KioskSettings)
     record: RecordSettings = Field(default_factory=RecordSettings)
+    midi: MidiSettings = Field(default_factory=MidiSettings)
 
 
 # pydantic error type -> what the operator reads (the input is appended)

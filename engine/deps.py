@@ -19,6 +19,8 @@ _HINTS: dict[str, str] = {
     "onnxruntime": "`pip install onnxruntime` (or onnxruntime-gpu)",
     "zmq": "`pip install pyzmq`",
     "pythonosc": "`pip install python-osc`",
+    "mido": "the MIDI extra: `pip install 'synesthesia[midi]'`",
+    "rtmidi": "the MIDI extra: `pip install 'synesthesia[midi]'`",
 }
 
 

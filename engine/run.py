@@ -25,6 +25,7 @@ from engine.render.show import QueryState, network_lines, run_show, start_contro
 from engine.threads import OwnedThread
 
 if TYPE_CHECKING:
+    from engine.io.midi_in import MidiInput
     from engine.io.osc_control import OscControlServer
     from engine.io.zmq_control import ZmqControlServer
 
@@ -72,7 +73,7 @@ def _run(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
         stop.set()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in SIGNAL_REASONS}
-    servers: list[OscControlServer | ZmqControlServer] = []
+    servers: list[OscControlServer | ZmqControlServer | MidiInput] = []
     started = time.monotonic()  # moved to the moment it listens: `--duration` counts from there
     reason: StopReason | None = None
     detail = ""  # the error's name and message for StopReason.ERROR

@@ -38,6 +38,7 @@ from engine.render.loop import RenderLoop, build_render_loop
 from engine.render.taps import ZmqFrameTap
 
 if TYPE_CHECKING:
+    from engine.io.midi_in import MidiInput
     from engine.io.osc_control import OscControlServer
     from engine.io.zmq_control import ZmqControlServer
     from engine.threads import OwnedThread
@@ -68,9 +69,11 @@ class QueryState:
         return out
 
 
-def start_control_servers(cfg: EngineConfig, surface: ControlSurface) -> list[OscControlServer | ZmqControlServer]:
+def start_control_servers(
+    cfg: EngineConfig, surface: ControlSurface
+) -> list[OscControlServer | ZmqControlServer | MidiInput]:
     """OSC and ZeroMQ control servers per the config; one that cannot bind is reported and skipped."""
-    servers: list[OscControlServer | ZmqControlServer] = []
+    servers: list[OscControlServer | ZmqControlServer | MidiInput] = []
     if cfg.osc.enabled and cfg.osc.in_port:
         from engine.io.osc_control import OscControlServer
 
@@ -94,10 +97,19 @@ def start_control_servers(cfg: EngineConfig, surface: ControlSurface) -> list[Os
         except (require("zmq", "ZeroMQ control").ZMQError, MissingDependencyError) as exc:
             # address in use or invalid, no pyzmq: the show goes on without it
             say(f"ZeroMQ control {cfg.zmq.ctl} unavailable ({exc}); no ZeroMQ control")
+    if cfg.midi.enabled:
+        from engine.io.midi_in import MidiInput
+
+        try:  # a missing or vanished port is retried by MidiInput itself; only a missing extra ends up here
+            servers.append(MidiInput(cfg.midi, surface).start())
+        except MissingDependencyError as exc:
+            say(f"no MIDI control: {exc}")
     return servers
 
 
-def network_lines(cfg: EngineConfig, engine: Engine, servers: list[OscControlServer | ZmqControlServer]) -> list[str]:
+def network_lines(
+    cfg: EngineConfig, engine: Engine, servers: list[OscControlServer | ZmqControlServer | MidiInput]
+) -> list[str]:
     """What listens where and who may steer it, one line each (said at startup)."""
     lines = []
     sender = engine.sender
