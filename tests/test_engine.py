@@ -125,7 +125,8 @@ def test_engine_publishes_every_design_address_over_real_sockets(
     expected = {f"/syn/emotion/{c}" for c in ("angry", "happy", "sad", "neutral")} | {
         "/syn/emotion/label", "/syn/emotion/confidence", "/syn/valence", "/syn/arousal", "/syn/embedding",
         "/syn/state", "/syn/nearest", "/syn/audio/rms", "/syn/audio/onset", "/syn/audio/centroid",
-        "/syn/heartbeat", "/syn/status/fps", "/syn/status/latency_ms", "/syn/status/source",
+        "/syn/audio/low", "/syn/audio/mid", "/syn/audio/high", "/syn/audio/flux", "/syn/audio/beat",
+        "/syn/audio/tempo", "/syn/heartbeat", "/syn/status/fps", "/syn/status/latency_ms", "/syn/status/source",
     }  # fmt: skip
     assert expected <= got
     beats = [args[0] for args in osc_rx.wait_for("/syn/heartbeat", 2)]
@@ -143,6 +144,33 @@ def test_engine_publishes_every_design_address_over_real_sockets(
     assert {"capture_to_window", "frontend", "encoder", "tracker", "send"} <= set(st["timings_ms"])
     assert st["analysis"]["errors"] == {} and st["analysis"]["bad_input"]["nonfinite_windows"] == 0
     assert status["source"]["state"] in ("running", "stopped") and "onnx" in status["backend"]
+
+
+def test_beat_and_tempo_of_a_click_track_arrive_over_osc_and_zeromq(
+    tiny_bundle: Path, tmp_path: Path, osc_rx: OscReceiver
+) -> None:
+    from tests.test_audio_features import click_track
+
+    wav = tmp_path / "clicks.wav"
+    sf.write(wav, click_track(120.0, 8.0)[0], SR)
+    cfg = config(f"file:{wav}", [f"127.0.0.1:{osc_rx.port}"], audio={"realtime": True})
+    with running(tiny_bundle, cfg) as engine:
+        ctx, sub = subscribe(engine.sender.zmq.endpoint)
+        try:
+            wait_until(lambda: any(a[0] > 0 for a in osc_rx.wait_for("/syn/audio/tempo", 1)), what="a tempo")
+            msgs = collect(sub, 1.0)
+        finally:
+            sub.close()
+            ctx.term()
+    tempos = [a[0] for a in osc_rx.wait_for("/syn/audio/tempo") if a[0] > 0]
+    assert abs(tempos[-1] - 120.0) <= 2.0
+    beats = [a[0] for a in osc_rx.wait_for("/syn/audio/beat")]
+    assert max(beats) > 0.5 and min(beats) == 0.0  # pulses, not a constant
+    for name in ("low", "mid", "high", "flux"):
+        values = [a[0] for a in osc_rx.wait_for(f"/syn/audio/{name}")]
+        assert all(isinstance(v, float) and 0.0 <= v <= 1.0 for v in values)
+    audio = [m for t, m in msgs if t == "audio"]
+    assert audio and {"rms", "onset", "centroid", "low", "mid", "high", "flux", "beat", "tempo"} <= set(audio[-1])
 
 
 def test_dead_osc_targets_do_not_slow_or_stop_analysis(tiny_bundle: Path, speech_wav: Path) -> None:

@@ -44,6 +44,12 @@ class OscAddresses:
         self.rms = f"{p}/audio/rms"
         self.onset = f"{p}/audio/onset"
         self.centroid = f"{p}/audio/centroid"
+        self.low = f"{p}/audio/low"
+        self.mid = f"{p}/audio/mid"
+        self.high = f"{p}/audio/high"
+        self.flux = f"{p}/audio/flux"
+        self.beat = f"{p}/audio/beat"
+        self.tempo = f"{p}/audio/tempo"
         self.heartbeat = f"{p}/heartbeat"
         self.fps = f"{p}/status/fps"
         self.latency_ms = f"{p}/status/latency_ms"
@@ -113,12 +119,16 @@ def bare_state_osc(a: OscAddresses, state: str) -> list[OscMessage]:
     return [(a.state, (state,))]
 
 
+AUDIO_KEYS = ("rms", "onset", "centroid", "low", "mid", "high", "flux", "beat", "tempo")  # OSC and JSON alike
+_AUDIO_DIGITS = {"centroid": 2, "tempo": 2}
+
+
 def audio_osc(a: OscAddresses, f: AudioFrame) -> list[OscMessage]:
-    return [(a.rms, (_r(f.rms),)), (a.onset, (_r(f.onset),)), (a.centroid, (_r(f.centroid, 2),))]
+    return [(getattr(a, k), (_r(getattr(f, k), _AUDIO_DIGITS.get(k, 6)),)) for k in AUDIO_KEYS]
 
 
 def audio_json(f: AudioFrame) -> dict[str, Any]:
-    return {"rms": _r(f.rms), "onset": _r(f.onset), "centroid": _r(f.centroid, 2)}
+    return {k: _r(getattr(f, k), _AUDIO_DIGITS.get(k, 6)) for k in AUDIO_KEYS}
 
 
 def status_osc(

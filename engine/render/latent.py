@@ -8,7 +8,8 @@
   with random vector coefficients, driven by an integrated phase, so changing the speed never jumps.
 - Per-frame audio features make the image breathe between emotion updates: loudness speeds the walk,
   onsets push z briefly along a kick direction (smooth attack and release), a bright spectrum adds a
-  faster shimmer component. Silence eases into a slow, calm idle motion toward the neutral condition.
+  faster shimmer component; a detected beat adds a gentler push along the same direction (half an onset's).
+  Silence eases into a slow, calm idle motion toward the neutral condition.
 - `/seed` re-draws the path's coefficients from the seed: same seed, same walk.
 
 The walk also eases the valence/arousal the visuals show (for colour grading), with the same easing.
@@ -40,6 +41,7 @@ class FeatureLike(Protocol):
     rms: float  # linear RMS, full scale 1.0
     onset: float  # onset strength >= 0; ~1 is a clear attack
     centroid: float  # spectral centroid in Hz
+    beat: float  # 1 at a detected beat, decaying to 0 (engine/audio/features.py)
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,7 @@ class AudioFeatures:
     rms: float = 0.0
     onset: float = 0.0
     centroid: float = 0.0
+    beat: float = 0.0
 
 
 def normalise(v: np.ndarray, eps: float = 1e-12) -> np.ndarray:
@@ -187,6 +190,7 @@ class WalkTuning:
     shimmer_hz: float = 0.43  # the fast component a bright spectrum brings in
     shimmer_amp: float = 0.35
     kick_amp: float = 0.45  # onset push along the kick direction (relative to |z| = 1)
+    beat_kick: float = 0.5  # a beat pulses like an onset of this strength (subtle: the onset usually leads)
     kick_attack_s: float = 0.04
     kick_release_s: float = 0.35
     loud_attack_s: float = 0.05
@@ -280,7 +284,7 @@ class LatentWalk:
             db = 20.0 * math.log10(max(float(f.rms), 1e-6))
             lo, hi = t.loud_range_db
             loud = min(1.0, max(0.0, (db - lo) / (hi - lo)))
-            onset = min(1.0, max(0.0, float(f.onset)))
+            onset = min(1.0, max(0.0, float(f.onset), t.beat_kick * float(getattr(f, "beat", 0.0))))
             c_lo, c_hi = t.centroid_range_hz
             cen = float(f.centroid)
             bright = 0.0 if cen <= c_lo else min(1.0, math.log(cen / c_lo) / math.log(c_hi / c_lo))
