@@ -199,9 +199,11 @@ def state_from_json(data: dict[str, Any], captured_at: float) -> EmotionState | 
 
 
 def frame_from_json(data: dict[str, Any]) -> AudioFrame:
-    """An AudioFrame from an audio message (fields the frame has; missing ones 0)."""
+    """An AudioFrame from an audio message (the fields it carries; the rest at their defaults)."""
     names = AudioFrame.__dataclass_fields__
-    return AudioFrame(**{k: float(data.get(k, 0.0)) for k in names})
+    return AudioFrame(
+        **{"rms": 0.0, "onset": 0.0, "centroid": 0.0} | {k: float(v) for k, v in data.items() if k in names}
+    )
 
 
 class ReplaySource(Source):
