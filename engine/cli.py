@@ -42,6 +42,9 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--frames-dir", metavar="DIR", help="headless: write frames here as PNG")
     p.add_argument("--zmq-frames", action="store_true", default=None, help="publish frames on the ZMQ frame topic")
     p.add_argument("--hud", action="store_true", default=None, help="start with the on-screen readout")
+    p.add_argument(
+        "--ndi", nargs="?", const="", metavar="NAME", help="frames out as an NDI source (default name: Synesthesia)"
+    )
     p.add_argument("--record", metavar="DIR", help="record the show to DIR (states, features, controls; never audio)")
     p.add_argument(
         "--midi",
@@ -202,6 +205,10 @@ def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
     put("kiosk.enabled", args.kiosk)
     put("duration_s", args.duration)
     put("record.dir", args.record)
+    if args.ndi is not None:
+        put("ndi.enabled", True)
+        if args.ndi:
+            put("ndi.name", args.ndi)
     if args.midi is not None:
         put("midi.enabled", True)
         if args.midi:
@@ -213,7 +220,7 @@ def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 RUN_FLAGS = (
     "source", "headless", "fullscreen", "display", "hud", "frames_dir", "bundle", "backend", "device", "osc",
-    "osc_in", "zmq_pub", "zmq_ctl", "zmq_frames", "kiosk", "duration", "verbose", "record", "midi",
+    "osc_in", "zmq_pub", "zmq_ctl", "zmq_frames", "kiosk", "duration", "verbose", "record", "midi", "ndi",
 )  # fmt: skip
 
 

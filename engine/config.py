@@ -194,6 +194,12 @@ class RenderSettings(_Section):
     device: Device = Field(Device.AUTO, strict=False)
 
 
+class NdiSettings(_Section):
+    enabled: bool = False
+    name: str = Field("Synesthesia", min_length=1, max_length=200, description="the NDI source name")
+    max_fps: float | None = Field(None, gt=0, le=240, description="None: every displayed frame")
+
+
 class RecordSettings(_Section):
     dir: str | None = Field(None, description="record the show here (states, features, controls; never audio)")
 
@@ -217,6 +223,7 @@ class EngineConfig(_Section):
     render: RenderSettings = Field(default_factory=RenderSettings)
     kiosk: KioskSettings = Field(default_factory=KioskSettings)
     record: RecordSettings = Field(default_factory=RecordSettings)
+    ndi: NdiSettings = Field(default_factory=NdiSettings)
     midi: MidiSettings = Field(default_factory=MidiSettings)
 
 

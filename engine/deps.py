@@ -21,6 +21,7 @@ _HINTS: dict[str, str] = {
     "pythonosc": "`pip install python-osc`",
     "mido": "the MIDI extra: `pip install 'synesthesia[midi]'`",
     "rtmidi": "the MIDI extra: `pip install 'synesthesia[midi]'`",
+    "cyndilib": "the NDI extra: `pip install 'synesthesia[ndi]'` (its wheel carries the NDI runtime)",
 }
 
 

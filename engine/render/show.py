@@ -123,7 +123,8 @@ def network_lines(
 
 def wants_renderer(cfg: EngineConfig) -> bool:
     """A window, or headless frames that go somewhere."""
-    return not cfg.render.headless or (cfg.zmq.enabled and cfg.zmq.frames) or cfg.render.frames_dir is not None
+    frames_out = (cfg.zmq.enabled and cfg.zmq.frames) or cfg.render.frames_dir is not None or cfg.ndi.enabled
+    return not cfg.render.headless or frames_out
 
 
 def _frame_out(engine: Engine, cfg: EngineConfig) -> FrameOut | None:
@@ -147,6 +148,13 @@ def _open_loop(engine: Engine, cfg: EngineConfig, features: Callable[[], AudioFr
     zmq_tap = None
     if frame_out is not None and not isinstance(sink, HeadlessSink):  # a window: frames go out through a tap
         zmq_tap = loop.taps.add(ZmqFrameTap(frame_out, cfg.zmq.frame_format, cfg.render.fps / cfg.zmq.frame_every))
+    if cfg.ndi.enabled:
+        from engine.render.ndi import NdiTap
+
+        try:
+            say(loop.taps.add(NdiTap(cfg.ndi.name, cfg.render.fps, cfg.ndi.max_fps)).describe())
+        except MissingDependencyError as exc:
+            say(f"no NDI output: {exc}")  # the show goes on without it
     try:
         loop.open()
         if zmq_tap is not None:
