@@ -19,6 +19,7 @@ _HINTS: dict[str, str] = {
     "onnxruntime": "`pip install onnxruntime` (or onnxruntime-gpu)",
     "zmq": "`pip install pyzmq`",
     "pythonosc": "`pip install python-osc`",
+    "av": "the video extra: `pip install 'synesthesia[video]'`",
 }
 
 
