@@ -80,6 +80,36 @@ def _hop_seconds(text: str) -> float:
     return value
 
 
+def _size(text: str) -> tuple[int, int]:
+    """`render --size WxH`: two positive integers (the render settings bound them)."""
+    w, sep, h = text.lower().partition("x")
+    if not (sep and w.isdigit() and h.isdigit()):
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, e.g. 1920x1080, got {text!r}")
+    return int(w), int(h)
+
+
+def _render_parser(sub: argparse._SubParsersAction) -> None:
+    r = sub.add_parser(
+        "render",
+        help="offline: render a recording to a video file (H.264 + AAC), as the show would paint it",
+        description="Analyse FILE as the live engine would (windows, tracker, audio features at each frame's "
+        "time) and render the same walk, generator and post-processing to an H.264/AAC video, deterministic "
+        "for a seed and backend. Written to a temporary file and renamed at the end. Needs the video extra: "
+        "pip install 'synesthesia[video]'.",
+    )
+    r.add_argument("file", metavar="FILE", help="wav/flac/ogg/mp3 recording")
+    r.add_argument("--out", required=True, metavar="VIDEO", help="output .mp4, .mov or .mkv")
+    r.add_argument("--size", type=_size, metavar="WxH", help="frame size (default 1280x720; even numbers)")
+    r.add_argument("--fps", type=float, help="frames per second (default 30)")
+    r.add_argument("--seed", type=int, help="latent walk seed (default 0)")
+    r.add_argument("--bundle", metavar="DIR", help="model bundle (default: the bundled default)")
+    r.add_argument("--config", metavar="F", help="venue config: its [render] and [analysis] settings apply")
+    r.add_argument("--backend", default="onnx", choices=["auto", "torch", "onnx", "tensorrt"])
+    r.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
+    r.add_argument("--crf", type=int, help="H.264 quality, 0..51 (default 20; lower is better and larger)")
+    r.add_argument("--preset", help="x264 preset, ultrafast..slow (default ultrafast: the fastest, larger files)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="synesthesia",
@@ -104,6 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--bundle", metavar="DIR", help="model bundle (default: the bundled default)")
     a.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx", "tensorrt"])
     a.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+
+    _render_parser(sub)
 
     b = sub.add_parser(
         "bench",
@@ -245,6 +277,10 @@ def _dispatch(args: argparse.Namespace) -> int:
             from engine.run import run_from_args
 
             return run_from_args(args, run_overrides(args))
+        case "render":
+            from engine.render.video import run_render
+
+            return run_render(args)
         case "devices":
             from engine.audio.devices import print_devices
 

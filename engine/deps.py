@@ -22,6 +22,7 @@ _HINTS: dict[str, str] = {
     "mido": "the MIDI extra: `pip install 'synesthesia[midi]'`",
     "rtmidi": "the MIDI extra: `pip install 'synesthesia[midi]'`",
     "cyndilib": "the NDI extra: `pip install 'synesthesia[ndi]'` (its wheel carries the NDI runtime)",
+    "av": "the video extra: `pip install 'synesthesia[video]'`",
 }
 
 
