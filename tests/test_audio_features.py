@@ -154,3 +154,12 @@ def test_flux_follows_onsets() -> None:
     at_click = [fr.flux for now, fr in rows if any(0.0 <= now - c <= 0.04 for c in clicks)]
     between = [fr.flux for now, fr in rows if all(abs(now - c) > 0.2 for c in clicks)]
     assert max(at_click) == 1.0 and max(between) == 0.0
+
+
+def test_autocorrelation_is_librosas_without_importing_it() -> None:
+    import librosa
+
+    from engine.audio.features import autocorrelate
+
+    x = np.random.default_rng(1).standard_normal(777)
+    assert np.allclose(autocorrelate(x), librosa.autocorrelate(x), atol=1e-9)

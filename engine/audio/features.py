@@ -88,6 +88,14 @@ class AudioFrame:
     beat_t: float = -1.0  # audio time (s since the stream started) of the latest beat's onset, -1: none (not sent)
 
 
+def autocorrelate(x: np.ndarray) -> np.ndarray:
+    """Full autocorrelation at lags 0..len(x)-1 through numpy's FFT (what librosa.autocorrelate computes,
+    without importing librosa and scipy on the start-up path)."""
+    n = x.shape[0]
+    spectrum = np.fft.rfft(x, 2 * n)  # zero-padded: linear, not circular, correlation
+    return np.fft.irfft(spectrum.real**2 + spectrum.imag**2, 2 * n)[:n]
+
+
 class AudioFeatures:
     """Stage: `__call__(ring)` -> AudioFrame at the ring's newest sample; `reset()` forgets everything.
 
@@ -95,8 +103,6 @@ class AudioFeatures:
     """
 
     def __init__(self, sample_rate: int = 22050, frame: int = FRAME) -> None:
-        import librosa  # the mel filter bank and the autocorrelation, imported here: never on a frame's time
-
         self.sample_rate = int(sample_rate)
         self.frame = frame
         sr = self.sample_rate
@@ -112,9 +118,11 @@ class AudioFeatures:
         lo, hi = BAND_EDGES_HZ
         self._bands = np.stack([self._freqs < lo, (self._freqs >= lo) & (self._freqs < hi), self._freqs >= hi])
         self._bands = self._bands.astype(np.float32).T  # [bins, 3]
-        self._mel = librosa.filters.mel(sr=sr, n_fft=frame, n_mels=N_MELS).astype(np.float32).T  # [bins, mels]
-        self._autocorrelate = librosa.autocorrelate
-        self._autocorrelate(np.ones(16))  # its FFT back end loads on the first call: here, not in a frame
+        # librosa's mel bank, cached on disk (importing librosa costs ~2 s of start-up, before the window)
+        from engine.audio.frontend import FrontEndConfig, mel_filterbank
+
+        bank = mel_filterbank(FrontEndConfig(sample_rate=sr, n_fft=frame, n_mels=N_MELS))
+        self._mel = np.ascontiguousarray(bank.T)  # [bins, mels]
         self._fps = sr / HOP  # envelope frames per second
         self._catchup = max(1, round(MAX_CATCHUP_S * self._fps))
         self._span = np.zeros((self._catchup - 1) * HOP + frame, dtype=np.float32)
@@ -239,7 +247,7 @@ class AudioFeatures:
             return
         x = self._history(end, n).astype(np.float64)
         x = x - x.mean()
-        ac = self._autocorrelate(x)
+        ac = autocorrelate(x)
         if ac[0] <= 1e-9:
             self._tempo = 0.0
             return
