@@ -235,7 +235,8 @@ def _render_section(args: argparse.Namespace, bundle: Any, kinds: list[str], sec
     if bundle.manifest.generator is None:
         return {"skipped": "the bundle has no generator"}
     window = bool(getattr(args, "window", False))
-    return render_rows(bundle, kinds, args.device, seconds, args.width, args.height, window=window)
+    ndi = bool(getattr(args, "ndi", False))
+    return render_rows(bundle, kinds, args.device, seconds, args.width, args.height, window=window, ndi=ndi)
 
 
 def machine() -> dict[str, Any]:
@@ -294,7 +295,7 @@ def _render_line(row: dict[str, Any] | str) -> str:
             f"window end -> frame p50 {w['p50']} ms p99 {w['p99']} ms (n {w['n']})"
         )
     parts = [f"generator p50 {row['generator_ms']['p50']} ms"]
-    for mode in ("unpaced", "paced_inline", "paced_thread"):
+    for mode in ("unpaced", "paced_inline", "paced_thread", "paced_inline_ndi"):
         if mode in row:
             parts.append(f"{mode} {row[mode]['fps']} fps p99 {row[mode]['frame_ms_p99']} ms")
     return ", ".join(parts)

@@ -153,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument(
         "--window", action="store_true", help="also time the end-to-end render row in a real window (needs a display)"
     )
+    b.add_argument("--ndi", action="store_true", help="also time the paced render row with NDI out on (extra ndi)")
     b.add_argument("--out", metavar="FILE", help="also write the JSON here")
 
     c = sub.add_parser(

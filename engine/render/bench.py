@@ -51,7 +51,14 @@ def time_generator(runner: Any, manifest: Any, seconds: float) -> dict[str, floa
 
 
 def _loop(
-    bundle: Any, runner: Any, width: int, height: int, fps: float, mode: str, emotion: Any = lambda: None
+    bundle: Any,
+    runner: Any,
+    width: int,
+    height: int,
+    fps: float,
+    mode: str,
+    emotion: Any = lambda: None,
+    taps: tuple[Any, ...] = (),
 ) -> RenderLoop:
     """mode: "every" (generator every frame), "inline" (adaptive stride) or "thread"."""
     gen = bundle.manifest.generator
@@ -71,6 +78,8 @@ def _loop(
         emotion=emotion,
         backend=runner.describe(),
     )
+    for tap in taps:
+        loop.taps.add(tap)
     loop.open()
     return loop
 
@@ -92,7 +101,13 @@ def _frame_times(loop: RenderLoop, seconds: float, paced: bool, on_frame: Any = 
 
 
 def bench_render(
-    bundle: Any, runner: Any, seconds: float = 5.0, width: int = 1280, height: int = 720, fps: float = 60.0
+    bundle: Any,
+    runner: Any,
+    seconds: float = 5.0,
+    width: int = 1280,
+    height: int = 720,
+    fps: float = 60.0,
+    ndi: bool = False,
 ) -> dict[str, Any]:
     """All render rows for one runner (see the module docstring)."""
     out: dict[str, Any] = {"backend": runner.describe(), "size": f"{width}x{height}", "target_fps": fps}
@@ -112,16 +127,24 @@ def bench_render(
     }
     for mode in ("inline", "thread"):
         out[f"paced_{mode}"] = _paced(bundle, runner, width, height, fps, mode, seconds)
+    if ndi:  # the paced row again with an NDI source sending every frame
+        from engine.render.ndi import NdiTap
+
+        tap = NdiTap("Synesthesia bench", fps)
+        out["paced_inline_ndi"] = _paced(bundle, runner, width, height, fps, "inline", seconds, taps=(tap,))
+        out["paced_inline_ndi"]["ndi"] = tap.status()
     return out
 
 
-def _paced(bundle: Any, runner: Any, width: int, height: int, fps: float, mode: str, seconds: float) -> dict:
+def _paced(
+    bundle: Any, runner: Any, width: int, height: int, fps: float, mode: str, seconds: float, taps: tuple = ()
+) -> dict:
     """The render loop at the target rate, with a new emotion state every 0.5 s."""
     rng = np.random.default_rng(0)
     current: list[EmotionState | None] = [None]
     latencies: list[float] = []
     next_state = [0.0]
-    loop = _loop(bundle, runner, width, height, fps, mode, emotion=lambda: current[0])
+    loop = _loop(bundle, runner, width, height, fps, mode, emotion=lambda: current[0], taps=taps)
 
     def on_frame() -> None:
         lat = loop.status.latency_ms
@@ -222,6 +245,7 @@ def render_rows(
     height: int = 720,
     fps: float = 60.0,
     window: bool = False,
+    ndi: bool = False,
 ) -> dict[str, Any]:
     """The render rows for each backend that opens here (key `<backend>/<device>`); failures say why.
     With `window`, the end-to-end row also runs in a real window (row `window_to_frame_window`)."""
@@ -247,7 +271,7 @@ def render_rows(
 
         runner = frame_runner(bundle, runner, kind)  # with the bundle's up-sampler, as the engine renders
         log.info("bench render %s", label)
-        rows[label] = bench_render(bundle, runner, seconds, width, height, fps)
+        rows[label] = bench_render(bundle, runner, seconds, width, height, fps, ndi=ndi and kind == "onnx")
         # free the backend (and its thread pool) before timing the next: pools that spin while idle would
         # otherwise compete with the next backend for the cores
         del runner, selection
