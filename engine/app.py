@@ -118,6 +118,8 @@ class Engine:
         self.backend_message = ""
         self._features = AudioFeatures(fe.sample_rate)
         self._status_sections: dict[str, Callable[[], Any]] = {}
+        self._tick_hooks: list[Callable[[], None]] = []
+        self.last_status: dict[str, Any] | None = None  # the newest 1 Hz status (read by the web console)
         self._started_at: float | None = None
         self._heartbeat = 0
         self._frames: deque[float] = deque(maxlen=1024)
@@ -281,6 +283,11 @@ class Engine:
         """Add a section to the status message (called once a second from the main thread)."""
         self._status_sections[name] = fn
 
+    def add_tick_hook(self, fn: Callable[[], None]) -> None:
+        """Call `fn()` at the end of every `tick()`, on the main thread: between two frames when rendering
+        (the web console applies presets and bundle swaps there)."""
+        self._tick_hooks.append(fn)
+
     def fps(self, now: float | None = None) -> float:
         now = time.monotonic() if now is None else now
         return float(sum(1 for t in self._frames if now - t <= 1.0))
@@ -377,6 +384,8 @@ class Engine:
         if now >= self._next_status:
             self._publish_status(now)
             self._next_status = max(self._next_status + STATUS_PERIOD_S, now)
+        for hook in self._tick_hooks:
+            hook()
         return max(0.0, min(self._next_audio, self._next_status) - time.monotonic())
 
     @property
@@ -443,6 +452,7 @@ class Engine:
         now = time.monotonic() if now is None else now
         self._heartbeat += 1
         status = self.status(now)
+        self.last_status = status
         source = self.source.state.value if self.source is not None else None
         osc = status_osc(self.addresses, self._heartbeat, status["fps"], status["latency_ms"], source)
         self.sender.publish(Topic.STATUS, status, osc)

@@ -53,6 +53,9 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
         metavar="PORT",
         help="MIDI control in: port name substring or index (default: [midi] port, or the first input)",
     )
+    p.add_argument(
+        "--web", type=_web, metavar="[HOST:]PORT", help="web console on HOST (127.0.0.1; off it web.token is needed)"
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
 
@@ -63,6 +66,18 @@ def _osc_in(text: str) -> tuple[str | None, int]:
         return parse_osc_in(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _web(text: str) -> tuple[str | None, int]:
+    from engine.config import parse_osc_in
+
+    try:
+        host, port = parse_osc_in(text)  # the same [HOST:]PORT form as --osc-in
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if port == 0:
+        raise argparse.ArgumentTypeError("the web console needs a port 1..65535")
+    return host, port
 
 
 def _hop_seconds(text: str) -> float:
@@ -236,6 +251,10 @@ def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
     put("zmq.ctl", args.zmq_ctl)
     put("zmq.frames", args.zmq_frames)
     put("kiosk.enabled", args.kiosk)
+    if args.web is not None:
+        o.setdefault("web", {}).update(
+            {"enabled": True, "port": args.web[1]} | ({"host": args.web[0]} if args.web[0] else {})
+        )
     put("duration_s", args.duration)
     put("record.dir", args.record)
     if args.ndi is not None:
@@ -253,7 +272,7 @@ def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 RUN_FLAGS = (
     "source", "headless", "fullscreen", "display", "hud", "frames_dir", "bundle", "backend", "device", "osc",
-    "osc_in", "zmq_pub", "zmq_ctl", "zmq_frames", "kiosk", "duration", "verbose", "record", "midi", "ndi",
+    "osc_in", "zmq_pub", "zmq_ctl", "zmq_frames", "kiosk", "duration", "verbose", "record", "midi", "ndi", "web",
 )  # fmt: skip
 
 

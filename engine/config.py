@@ -16,7 +16,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from engine.errors import ConfigError
 from engine.inference.base import BackendKind
@@ -212,6 +212,40 @@ class KioskSettings(_Section):
     restart_limit: int = Field(100, ge=0, le=1_000_000, description="in-process stage restarts before giving up")
 
 
+def is_loopback_host(host: str) -> bool:
+    """True for an address only this machine reaches (127.0.0.0/8, ::1, localhost)."""
+    import ipaddress
+
+    if host.strip("[]").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class WebSettings(_Section):
+    """The web console (engine/web): status, preview, controls, presets, bundle swap over HTTP."""
+
+    enabled: bool = False
+    host: str = Field("127.0.0.1", min_length=1, description="address it binds; off loopback a token is required")
+    port: int = Field(8080, ge=1, le=MAX_PORT)
+    token: str | None = Field(None, min_length=8, max_length=256, pattern=r"^[A-Za-z0-9._~+/=-]+$")
+    status_hz: float = Field(5.0, ge=1, le=20, description="live status pushes per second to each page")
+    preview_fps: float = Field(5.0, ge=0, le=15, description="preview JPEGs per second (0: no preview)")
+    preview_width: int = Field(480, ge=64, le=1280, description="preview width in pixels")
+    preview_quality: int = Field(70, ge=10, le=95, description="preview JPEG quality")
+    preset_dirs: list[str] = Field(default_factory=list, description="more folders of *.toml presets")
+
+    @model_validator(mode="after")
+    def _token_off_loopback(self) -> WebSettings:
+        if self.enabled and self.token is None and not is_loopback_host(self.host):
+            raise ValueError(
+                f"the web console on {self.host} is reachable from the network: set web.token (or bind it to 127.0.0.1)"
+            )
+        return self
+
+
 class EngineConfig(_Section):
     bundle: str | None = Field(None, description="bundle directory (None: the default bundle)")
     duration_s: float | None = Field(None, gt=0, le=10 * 365 * 86400, description="stop after this many seconds")
@@ -225,6 +259,7 @@ class EngineConfig(_Section):
     record: RecordSettings = Field(default_factory=RecordSettings)
     ndi: NdiSettings = Field(default_factory=NdiSettings)
     midi: MidiSettings = Field(default_factory=MidiSettings)
+    web: WebSettings = Field(default_factory=WebSettings)
 
 
 # pydantic error type -> what the operator reads (the input is appended)

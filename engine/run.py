@@ -44,6 +44,32 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
+def _start_web(
+    cfg: EngineConfig,
+    engine: Engine,
+    query: QueryState,
+    surface: ControlSurface,
+    overrides: dict[str, Any],
+    config_path: str | None,
+    logs: Any,
+) -> Any:
+    """The web console (engine/web), or None when it cannot start (said; the show goes on)."""
+    from engine.errors import MissingDependencyError
+    from engine.web.live import LiveSession
+    from engine.web.preview import PreviewTap
+    from engine.web.server import WebConsole
+
+    w = cfg.web
+    preview = PreviewTap(w.preview_fps, w.preview_width, w.preview_quality) if w.preview_fps > 0 else None
+    live = LiveSession(engine, query, surface, overrides, config_path, preview)
+    engine.add_tick_hook(live.on_tick)
+    try:
+        return WebConsole(w, engine, query, surface, live, logs).start()
+    except (OSError, MissingDependencyError) as exc:
+        say(f"web console {w.host}:{w.port} unavailable ({exc}); no web console")
+        return None
+
+
 def run_from_args(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
     """`synesthesia run`: config + bundle -> Engine; runs until --duration or SIGINT/SIGTERM; exit 0."""
     code = _run(args, overrides)
@@ -79,13 +105,24 @@ def _run(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
     detail = ""  # the error's name and message for StopReason.ERROR
     query = QueryState(engine)
     starting: OwnedThread | None = None
+    logs = None
+    if cfg.web.enabled:  # the console shows the last log lines: collect them from the start
+        from engine.web.logring import LogRing
+
+        logs = LogRing()
+        logging.getLogger("synesthesia").addHandler(logs)
 
     def listening() -> None:
         """The engine has started: say so, open the control servers (main thread)."""
         nonlocal started
         started = time.monotonic()
         say(f"listening ({engine.source.name}); {engine.backend_message}")
-        servers.extend(start_control_servers(cfg, ControlSurface(engine.controls, status=query)))
+        surface = ControlSurface(engine.controls, status=query)
+        servers.extend(start_control_servers(cfg, surface))
+        if cfg.web.enabled:
+            console = _start_web(cfg, engine, query, surface, overrides, args.config, logs)
+            if console is not None:
+                servers.append(console)
         for line in network_lines(cfg, engine, servers):
             say(line)
         engine.add_status("control_servers", lambda: [server.status() for server in servers])

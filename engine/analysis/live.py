@@ -120,6 +120,7 @@ class AnalysisLoop:
         self._buf = np.zeros(windows.window, dtype=np.float32)
         self._thread = OwnedThread(self._run, "analysis")
         self._log = RateLimitedLog(log, LOG_EVERY_S)
+        self._swap: tuple[WindowPredictor, EmotionTracker, ArtIndex | None] | None = None
         self.reset()
 
     def reset(self) -> None:
@@ -154,8 +155,17 @@ class AnalysisLoop:
             log.warning(msg)
             self.notices.append(msg)
 
+    def swap(self, predictor: WindowPredictor, tracker: EmotionTracker, art: ArtIndex | None) -> None:
+        """Hand over another bundle's stages; the analysis thread takes them before its next window, so no
+        window mixes the two (the web console's live bundle swap)."""
+        self._swap = (predictor, tracker, art)
+
     def step(self, timeout: float = 1.0) -> EmotionState | None:
         """Wait for the next window and analyse it; None when no audio came or a stage failed."""
+        if (swap := self._swap) is not None:
+            self._swap = None
+            self.predictor, self.tracker, self.art = swap
+            self._encoder_fail_run = 0
         mark = self.windows(self._buf, timeout)
         if mark is None:
             self.waits += 1
