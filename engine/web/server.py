@@ -174,12 +174,14 @@ class WebConsole:
         """What the page shows: emotion, render and engine status, controls, presets, bundle, log."""
         engine = self.engine
         status = engine.last_status or {}
+        state = engine.latest()
         out: dict[str, Any] = {
             "now": self.query(),
             "fps": status.get("fps"),
             "latency_ms": status.get("latency_ms"),
             "uptime_s": status.get("uptime_s"),
             "backend": engine.backend_message,
+            "input_db": round(float(state.rms_db), 1) if state is not None else None,
             "source": status.get("source"),
             "notices": (status.get("notices") or [])[-10:] + list(self.live.notices),
             "controls": engine.controls.as_dict(),
