@@ -44,7 +44,7 @@ from engine.audio.sources import mic_available, open_source
 from engine.audio.windows import SlidingWindows
 from engine.config import EngineConfig
 from engine.console import say
-from engine.controls import Controls
+from engine.controls import Controls, ControlState
 from engine.deps import require
 from engine.errors import MissingDependencyError
 from engine.io.schema import (
@@ -130,7 +130,7 @@ class Engine:
         self._source_state: SourceState | None = None
         self._down_since: float | None = None
         self.recorder: Recorder | None = None  # --record DIR
-        self._controls_seen: dict[str, Any] | None = None
+        self._controls_seen: ControlState | None = None  # the last recorded (frozen) controls
         self._replay_state: EmotionState | None = None  # --source replay:DIR: the last replayed state
         self._replay_audio = SILENT_FRAME
 
@@ -421,10 +421,13 @@ class Engine:
                 log.warning("replay: control %s %r not applied: %s", name, value, exc)
 
     def _record_controls(self) -> None:
-        snapshot = {k: v for k, v in self.controls.as_dict().items() if k not in ("applied", "rejected")}
-        if snapshot != self._controls_seen:
-            self._controls_seen = snapshot
-            self.recorder.event("controls", controls=snapshot)
+        # ControlState is frozen and replaced on every change: identity says "changed" without a dict per frame
+        state = self.controls.snapshot()
+        if state is self._controls_seen:
+            return
+        self._controls_seen = state
+        recorded = {k: v for k, v in self.controls.as_dict().items() if k not in ("applied", "rejected")}
+        self.recorder.event("controls", controls=recorded)
 
     def supervise_analysis(self, now: float) -> None:
         """Restart an analysis thread that died (after the supervisor's backoff); past the supervisor's

@@ -29,6 +29,11 @@ def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("features")
 
 
+def export_tiny(tmp_path: Path, *flags: str) -> int:
+    """`synesthesia-train export` of tmp_path/run/best.pt, audio only (no art half: seconds, not minutes)."""
+    return main(["export", str(tmp_path / "run" / "best.pt"), "--art-from", "none", *flags])
+
+
 def train_tiny(out: Path, cache: Path, *extra: str) -> dict:
     assert main(["audio", *TINY, *FAST, "--cache-dir", str(cache), "--out", str(out), *extra]) == 0
     return json.loads((out / "metrics.json").read_text())
@@ -111,21 +116,7 @@ def test_resume_continues_from_the_last_checkpoint(tmp_path: Path, cache: Path) 
 def test_export_matches_torch(tmp_path: Path, cache: Path) -> None:
     train_tiny(tmp_path / "run", cache, "--arch", "cnn")
     bundle_dir = tmp_path / "bundle"
-    assert (
-        main(
-            [
-                "export",
-                str(tmp_path / "run" / "best.pt"),
-                "--art-from",
-                "none",
-                "--out",
-                str(bundle_dir),
-                "--license",
-                "test",
-            ]
-        )
-        == 0
-    )
+    assert export_tiny(tmp_path, "--out", str(bundle_dir), "--license", "test") == 0
     bundle = load_bundle(bundle_dir)
     assert bundle.classes == ["angry", "happy", "sad", "neutral"]
     assert bundle.manifest.metrics["export_parity_max_abs"]["audio_model"] <= PARITY_ATOL
@@ -166,21 +157,7 @@ def test_compare_writes_table_and_plot(tmp_path: Path, cache: Path) -> None:
 
 def test_evaluate_reports_unseen_speakers(tmp_path: Path, cache: Path) -> None:
     train_tiny(tmp_path / "run", cache, "--arch", "ann")
-    assert (
-        main(
-            [
-                "export",
-                str(tmp_path / "run" / "best.pt"),
-                "--art-from",
-                "none",
-                "--out",
-                str(tmp_path / "b"),
-                "--tensorrt",
-                "off",
-            ]
-        )
-        == 0
-    )
+    assert export_tiny(tmp_path, "--out", str(tmp_path / "b"), "--tensorrt", "off") == 0
     out = tmp_path / "eval"
     argv = ["evaluate", "--bundle", str(tmp_path / "b"), "--data", "synthetic:3", "--cache-dir", str(cache)]
     assert main([*argv, "--out", str(out)]) == 0
@@ -230,21 +207,7 @@ def test_tensorrt_on_without_a_gpu_fails_in_one_line(tmp_path: Path, cache: Path
     if torch.cuda.is_available():
         pytest.skip("a GPU is present: the compile would run")
     train_tiny(tmp_path / "run", cache, "--arch", "ann")
-    assert (
-        main(
-            [
-                "export",
-                str(tmp_path / "run" / "best.pt"),
-                "--art-from",
-                "none",
-                "--out",
-                str(tmp_path / "b"),
-                "--tensorrt",
-                "on",
-            ]
-        )
-        == 1
-    )
+    assert export_tiny(tmp_path, "--out", str(tmp_path / "b"), "--tensorrt", "on") == 1
     assert "TensorRT compile requested but" in capsys.readouterr().err
 
 
@@ -257,21 +220,7 @@ def test_tensorrt_export_loads_in_the_engine(tmp_path: Path, cache: Path) -> Non
     from engine.inference.torch_backend import TorchRunner
 
     train_tiny(tmp_path / "run", cache, "--arch", "cnn")
-    assert (
-        main(
-            [
-                "export",
-                str(tmp_path / "run" / "best.pt"),
-                "--art-from",
-                "none",
-                "--out",
-                str(tmp_path / "b"),
-                "--tensorrt",
-                "on",
-            ]
-        )
-        == 0
-    )
+    assert export_tiny(tmp_path, "--out", str(tmp_path / "b"), "--tensorrt", "on") == 0
     bundle = load_bundle(tmp_path / "b")
     assert len(bundle.manifest.tensorrt) == 1
     x = example_inputs(Component.AUDIO, bundle.manifest)
