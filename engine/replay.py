@@ -112,6 +112,9 @@ class Recorder:
                     self._cond.wait(FLUSH_S)
                 batch = list(self._lines)
                 self._lines.clear()
+                # read with the queue drained: a stop asked for after this still gets one more pass, so lines
+                # queued while the last batch was being written are not lost at close
+                stopping = stop.is_set()
             try:
                 if batch:
                     self._file.write("\n".join(batch) + "\n")
@@ -121,7 +124,7 @@ class Recorder:
                 self.error = f"{type(exc).__name__}: {exc}"
                 say(f"recording to {self.path} stopped ({self.error}); the show goes on unrecorded")
                 return
-            if stop.is_set():
+            if stopping:
                 return
 
     def close(self) -> None:

@@ -379,6 +379,13 @@ def connect(out, midi) -> int:
     return midi.status()["received"] - before  # the probe may have arrived more than once
 
 
+def _settled(read, quiet_s: float = 0.15) -> bool:
+    """True once `read()` has stayed the same (and non-zero) for `quiet_s`."""
+    first = read()
+    time.sleep(quiet_s)
+    return bool(first) and read() == first
+
+
 def _send_until(out, msg, done) -> bool:
     """Send once; the connection JACK makes for `open_output` may take a moment to carry messages."""
     if not done():
@@ -429,10 +436,22 @@ def test_real_clock_ticks_drive_speed_and_stop_restores_it(controller) -> None:
         for i in range(96):  # four beats at 150 BPM, each tick sent at its own deadline (no drift)
             time.sleep(max(0.0, t0 + i * dt - time.monotonic()))
             controller.send(mido.Message("clock"))
-        assert wait_for(lambda: midi.status()["clock_ticks"] == 96), midi.status()
+        # A JACK server without real-time scheduling on a loaded machine may drop an event now and then (a
+        # late client misses its cycle), so the count is checked loosely; the handler is then brought to a
+        # re-evaluation tick (every 6th) with a few more ticks, each waited for, so speed and tempo agree.
+        assert wait_for(lambda: _settled(lambda: midi.status()["clock_ticks"])), midi.status()
+        assert midi.status()["clock_ticks"] >= 84, midi.status()
+        for _ in range(60):
+            ticks = midi.status()["clock_ticks"]
+            if ticks % 6 == 0:
+                break
+            controller.send(mido.Message("clock"))
+            wait_for(lambda ticks=ticks: midi.status()["clock_ticks"] > ticks, timeout=dt * 4)
+            time.sleep(max(0.0, dt - 0.001))
         status = midi.status()
-        # Behaviour, not timing: speed is the measured tempo over the reference (the last re-evaluation was
-        # on tick 96; it moves only past 0.5 %), and the tempo comes from the ticks (loose bounds: a loaded
+        assert status["clock_ticks"] % 6 == 0, status
+        # Behaviour, not timing: speed is the measured tempo over the reference (the last tick was a
+        # re-evaluation; speed moves only past 0.5 %), and the tempo comes from the ticks (loose bounds: a loaded
         # machine delays deliveries, never by a factor of two over four beats).
         assert status["clock_driving_speed"] and 75 < status["bpm"] < 300, status
         assert surface.controls.snapshot().speed == pytest.approx(status["bpm"] / 100, rel=0.006), status
