@@ -45,6 +45,8 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--ndi", nargs="?", const="", metavar="NAME", help="frames out as an NDI source (default name: Synesthesia)"
     )
+    p.add_argument("--spout", nargs="?", const="", metavar="NAME", help="frames out as a Spout sender (Windows)")
+    p.add_argument("--syphon", nargs="?", const="", metavar="NAME", help="frames out as a Syphon server (macOS)")
     p.add_argument("--record", metavar="DIR", help="record the show to DIR (states, features, controls; never audio)")
     p.add_argument(
         "--midi",
@@ -188,6 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--osc-in", type=_osc_in, metavar="[HOST:]PORT", help="OSC control port (0: none), as for run")
     c.add_argument("--zmq-pub", metavar="ADDR", help="ZeroMQ PUB address, as for run")
     c.add_argument("--zmq-ctl", metavar="ADDR", help="ZeroMQ control (REP) address, as for run")
+    for share, what in (("ndi", "NDI source"), ("spout", "Spout sender"), ("syphon", "Syphon server")):
+        c.add_argument(f"--{share}", nargs="?", const="", metavar="NAME", help=f"frames out as a {what}, as for run")
     _midi_parser(sub)
     return parser
 
@@ -257,10 +261,11 @@ def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
         )
     put("duration_s", args.duration)
     put("record.dir", args.record)
-    if args.ndi is not None:
-        put("ndi.enabled", True)
-        if args.ndi:
-            put("ndi.name", args.ndi)
+    for share in ("ndi", "spout", "syphon"):  # --ndi/--spout/--syphon [NAME]
+        if getattr(args, share) is not None:
+            put(f"{share}.enabled", True)
+            if getattr(args, share):
+                put(f"{share}.name", getattr(args, share))
     if args.midi is not None:
         put("midi.enabled", True)
         if args.midi:
@@ -273,6 +278,7 @@ def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
 RUN_FLAGS = (
     "source", "headless", "fullscreen", "display", "hud", "frames_dir", "bundle", "backend", "device", "osc",
     "osc_in", "zmq_pub", "zmq_ctl", "zmq_frames", "kiosk", "duration", "verbose", "record", "midi", "ndi", "web",
+    "spout", "syphon",
 )  # fmt: skip
 
 

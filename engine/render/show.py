@@ -35,6 +35,7 @@ from engine.io.control import ControlSurface
 from engine.io.schema import Topic
 from engine.render.display import FrameOut, HeadlessSink, choose_sink
 from engine.render.loop import RenderLoop, build_render_loop
+from engine.render.share import build_share_taps, enabled_kinds
 from engine.render.taps import ZmqFrameTap
 
 if TYPE_CHECKING:
@@ -123,8 +124,8 @@ def network_lines(
 
 def wants_renderer(cfg: EngineConfig) -> bool:
     """A window, or headless frames that go somewhere."""
-    frames_out = (cfg.zmq.enabled and cfg.zmq.frames) or cfg.render.frames_dir is not None or cfg.ndi.enabled
-    return not cfg.render.headless or frames_out
+    frames_out = (cfg.zmq.enabled and cfg.zmq.frames) or cfg.render.frames_dir is not None or enabled_kinds(cfg)
+    return not cfg.render.headless or bool(frames_out)
 
 
 def _frame_out(engine: Engine, cfg: EngineConfig) -> FrameOut | None:
@@ -148,13 +149,11 @@ def _open_loop(engine: Engine, cfg: EngineConfig, features: Callable[[], AudioFr
     zmq_tap = None
     if frame_out is not None and not isinstance(sink, HeadlessSink):  # a window: frames go out through a tap
         zmq_tap = loop.taps.add(ZmqFrameTap(frame_out, cfg.zmq.frame_format, cfg.render.fps / cfg.zmq.frame_every))
-    if cfg.ndi.enabled:
-        from engine.render.ndi import NdiTap
-
-        try:
-            say(loop.taps.add(NdiTap(cfg.ndi.name, cfg.render.fps, cfg.ndi.max_fps)).describe())
-        except MissingDependencyError as exc:
-            say(f"no NDI output: {exc}")  # the show goes on without it
+    share_taps, problems = build_share_taps(cfg)  # NDI, Spout, Syphon
+    for tap in share_taps:
+        say(loop.taps.add(tap).describe())
+    for line in problems:
+        say(line)  # the show goes on without it
     try:
         loop.open()
         if zmq_tap is not None:

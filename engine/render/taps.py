@@ -138,6 +138,25 @@ def surface_rgb(surface: Any) -> np.ndarray:
     return view.transpose(1, 0, 2)  # [H, W, 3]
 
 
+def rgb_into_rgba(rgb: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """Write [H, W, 3] RGB into the [H, W, 4] buffer `out` (alpha already set); one numpy copy."""
+    out[..., :3] = rgb
+    return out
+
+
+def rgb_into_bgra(rgb: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """Write [H, W, 3] RGB into the [H, W, 4] buffer `out` as B, G, R (alpha already set); one numpy copy."""
+    out[..., :3] = rgb[..., ::-1]
+    return out
+
+
+def opaque_buffer(height: int, width: int) -> np.ndarray:
+    """A C-contiguous [H, W, 4] uint8 buffer with alpha 255, for the conversions above."""
+    buf = np.empty((height, width, 4), np.uint8)
+    buf[..., 3] = 255
+    return buf
+
+
 class TapSet:
     """The taps of one render loop. `offer(canvas, seq)` on the render thread after each present."""
 
