@@ -171,6 +171,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--window", action="store_true", help="also time the end-to-end render row in a real window (needs a display)"
     )
     b.add_argument("--ndi", action="store_true", help="also time the paced render row with NDI out on (extra ndi)")
+    b.add_argument(
+        "--zmq-frames",
+        action="store_true",
+        help="also time the paced render row with ZeroMQ frames out (with --ndi: both)",
+    )
     b.add_argument("--out", metavar="FILE", help="also write the JSON here")
 
     c = sub.add_parser(

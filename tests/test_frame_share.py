@@ -154,3 +154,26 @@ def test_a_show_asked_for_spout_and_syphon_says_so_once_and_goes_on(full_bundle:
     assert len(syphon) == 1 and syphon[0].startswith("synesthesia: no Syphon output: Syphon needs macOS")
     assert "Traceback" not in proc.stderr
     assert len(list(frames.glob("frame_*.png"))) > 10  # the show went on and rendered
+
+
+def test_bench_times_the_paced_row_with_the_frame_taps_on(full_bundle: Path) -> None:
+    from engine.inference.base import Component
+    from engine.inference.select import open_runner
+    from engine.models.bundle import load_bundle
+    from engine.render.bench import bench_render
+
+    bundle = load_bundle(full_bundle)
+    runner = open_runner(bundle, Component.GENERATOR, "onnx", "cpu").runner
+    try:
+        import cyndilib  # noqa: F401
+
+        ndi = True
+    except ImportError:
+        ndi = False
+    out = bench_render(bundle, runner, seconds=0.6, width=128, height=72, fps=30, ndi=ndi, zmq_frames=True)
+    row = out["paced_inline_ndi_zmq" if ndi else "paced_inline_zmq"]
+    assert row["fps"] > 0 and row["frame_ms_p99"] > 0
+    assert row["zmq-frames"]["delivered"] > 0 and row["zmq-frames"]["errors"] == 0
+    assert row["zmq_sender"]["sent"] > 0 and row["zmq_sender"]["errors"] == 0
+    if ndi:
+        assert row["ndi"]["delivered"] > 0 and row["ndi"]["errors"] == 0
