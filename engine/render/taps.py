@@ -201,10 +201,10 @@ class TapSet:
 
 
 class ZmqFrameTap(FrameTap):
-    """The displayed frames, JPEG or PNG, on the ZeroMQ `frame` topic while a window is open (headless runs
-    publish from the HeadlessSink). Encoding happens here, off the render thread; `publish(header, data)`
-    must not block (the app hands it the sender's latest-only frame slot). The header is the headless
-    sink's: {"frame", "width", "height", "format"}."""
+    """The displayed frames, JPEG or PNG, on the ZeroMQ `frame` topic (`--zmq-frames`), beside a window and
+    headless alike. Encoding happens here, off the render thread; `publish(header, data)` must not block (the
+    app hands it the sender's latest-only frame slot). The header: {"frame", "width", "height", "format"}.
+    `zmq.frame_every` N becomes a rate of at most fps / N."""
 
     def __init__(self, publish: Callable[[dict[str, Any], bytes], None], fmt: str, max_fps: float | None) -> None:
         super().__init__("zmq-frames", max_fps)
@@ -219,4 +219,4 @@ class ZmqFrameTap(FrameTap):
 
     def describe(self) -> str:
         rate = f" at up to {1.0 / self.min_interval:.0f} fps" if self.min_interval else ""
-        return f"frames ({self.fmt}) on the ZeroMQ frame topic beside the window{rate}"
+        return f"frames ({self.fmt}) on the ZeroMQ frame topic{rate}, encoded beside the render thread"
