@@ -210,7 +210,7 @@ def _guard(name: str, fn: Callable[[], list[CheckResult] | CheckResult]) -> list
 def check_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The flags `check` shares with `run` (source, display, backend, network), mapped the way `run` maps
     them, so `check --source mic:USB --zmq-ctl ADDR` checks what `run` with the same flags would open."""
-    from engine.cli import run_overrides
+    from engine.overrides import run_overrides
 
     o = run_overrides(args)
     o.pop("bundle", None)  # `check` takes the bundle directly (check_models)

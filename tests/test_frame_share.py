@@ -17,9 +17,10 @@ import numpy as np
 import pytest
 
 from engine.check import Verdict, check_frame_shares
-from engine.cli import build_parser, run_overrides
+from engine.cli import build_parser
 from engine.config import build_config
 from engine.errors import ConfigError
+from engine.overrides import run_overrides
 from engine.render.share import (
     FrameShareUnavailableError,
     ShareKind,
