@@ -236,7 +236,10 @@ def _render_section(args: argparse.Namespace, bundle: Any, kinds: list[str], sec
         return {"skipped": "the bundle has no generator"}
     window = bool(getattr(args, "window", False))
     ndi = bool(getattr(args, "ndi", False))
-    return render_rows(bundle, kinds, args.device, seconds, args.width, args.height, window=window, ndi=ndi)
+    zmq_frames = bool(getattr(args, "zmq_frames", False))
+    return render_rows(
+        bundle, kinds, args.device, seconds, args.width, args.height, window=window, ndi=ndi, zmq_frames=zmq_frames
+    )
 
 
 def machine() -> dict[str, Any]:
@@ -295,8 +298,11 @@ def _render_line(row: dict[str, Any] | str) -> str:
             f"window end -> frame p50 {w['p50']} ms p99 {w['p99']} ms (n {w['n']})"
         )
     parts = [f"generator p50 {row['generator_ms']['p50']} ms"]
-    for mode in ("unpaced", "paced_inline", "paced_thread", "paced_inline_ndi"):
-        if mode in row:
+    modes = ["unpaced", "paced_inline", "paced_thread"] + [k for k in row if k.startswith("paced_inline_")]
+    for mode in modes:
+        if mode in row and "skipped" in row[mode]:
+            parts.append(f"{mode} skipped: {row[mode]['skipped'][:60]}")
+        elif mode in row:
             parts.append(f"{mode} {row[mode]['fps']} fps p99 {row[mode]['frame_ms_p99']} ms")
     return ", ".join(parts)
 

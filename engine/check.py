@@ -1,4 +1,5 @@
-"""`synesthesia check`: preflight for a venue — config, bundle, backends, audio input, display, ports, frame rate.
+"""`synesthesia check`: preflight for a venue — config, bundle, backends, audio input, display, ports, frame rate,
+NDI/Spout/Syphon out.
 
 Each check prints one line (OK / WARN / FAIL and what it found). Exit 0 when nothing would stop the show,
 1 when a check failed, 2 when the config or the bundle is invalid (the CLI's exit code for those: the line
@@ -181,6 +182,23 @@ def check_midi(cfg: EngineConfig, classes: list[str]) -> CheckResult:
     return CheckResult("midi", Verdict.OK, f"{where} ({api}), {len(s.map)} mappings")
 
 
+def check_frame_shares(cfg: EngineConfig) -> list[CheckResult]:
+    """[ndi]/[spout]/[syphon] that are on: does the package (and for NDI the runtime) load here? WARN when
+    not: the show runs without that output."""
+    from engine.render.share import LABELS, FrameShareUnavailableError, enabled_kinds, probe
+
+    results = []
+    for kind in enabled_kinds(cfg):
+        name = getattr(cfg, kind.value).name
+        try:
+            found = probe(kind)
+        except FrameShareUnavailableError as exc:
+            results.append(CheckResult(kind.value, Verdict.WARN, f"{exc}; the show runs without {LABELS[kind]} out"))
+            continue
+        results.append(CheckResult(kind.value, Verdict.OK, f"{found} loads; {LABELS[kind]} name {name!r}"))
+    return results
+
+
 def _guard(name: str, fn: Callable[[], list[CheckResult] | CheckResult]) -> list[CheckResult]:
     try:
         out = fn()
@@ -222,6 +240,7 @@ def run_check(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         results += _guard("ports", lambda: check_ports(cfg))
         if cfg.midi.enabled:
             results += _guard("midi", lambda: check_midi(cfg, classes))
+        results += _guard("frames out", lambda: check_frame_shares(cfg))
     for r in results:
         out.write(f"{r.verdict.value:<5} {r.name:<11} {r.detail}\n")
     failed = [r for r in results if r.verdict is Verdict.FAIL]

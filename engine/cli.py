@@ -45,6 +45,8 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--ndi", nargs="?", const="", metavar="NAME", help="frames out as an NDI source (default name: Synesthesia)"
     )
+    p.add_argument("--spout", nargs="?", const="", metavar="NAME", help="frames out as a Spout sender (Windows)")
+    p.add_argument("--syphon", nargs="?", const="", metavar="NAME", help="frames out as a Syphon server (macOS)")
     p.add_argument("--record", metavar="DIR", help="record the show to DIR (states, features, controls; never audio)")
     p.add_argument(
         "--midi",
@@ -169,6 +171,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--window", action="store_true", help="also time the end-to-end render row in a real window (needs a display)"
     )
     b.add_argument("--ndi", action="store_true", help="also time the paced render row with NDI out on (extra ndi)")
+    b.add_argument(
+        "--zmq-frames",
+        action="store_true",
+        help="also time the paced render row with ZeroMQ frames out (with --ndi: both)",
+    )
     b.add_argument("--out", metavar="FILE", help="also write the JSON here")
 
     c = sub.add_parser(
@@ -188,6 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--osc-in", type=_osc_in, metavar="[HOST:]PORT", help="OSC control port (0: none), as for run")
     c.add_argument("--zmq-pub", metavar="ADDR", help="ZeroMQ PUB address, as for run")
     c.add_argument("--zmq-ctl", metavar="ADDR", help="ZeroMQ control (REP) address, as for run")
+    for share, what in (("ndi", "NDI source"), ("spout", "Spout sender"), ("syphon", "Syphon server")):
+        c.add_argument(f"--{share}", nargs="?", const="", metavar="NAME", help=f"frames out as a {what}, as for run")
     _midi_parser(sub)
     return parser
 

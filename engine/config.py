@@ -200,6 +200,22 @@ class NdiSettings(_Section):
     max_fps: float | None = Field(None, gt=0, le=240, description="None: every displayed frame")
 
 
+class SpoutSettings(_Section):
+    """Spout (Windows): the displayed frames as a named Spout sender (engine/render/share.py)."""
+
+    enabled: bool = False
+    name: str = Field("Synesthesia", min_length=1, max_length=255, description="the Spout sender name")
+    max_fps: float | None = Field(None, gt=0, le=240, description="None: every displayed frame")
+
+
+class SyphonSettings(_Section):
+    """Syphon (macOS): the displayed frames as a named Syphon server (engine/render/share.py)."""
+
+    enabled: bool = False
+    name: str = Field("Synesthesia", min_length=1, max_length=255, description="the Syphon server name")
+    max_fps: float | None = Field(None, gt=0, le=240, description="None: every displayed frame")
+
+
 class RecordSettings(_Section):
     dir: str | None = Field(None, description="record the show here (states, features, controls; never audio)")
 
@@ -258,6 +274,8 @@ class EngineConfig(_Section):
     kiosk: KioskSettings = Field(default_factory=KioskSettings)
     record: RecordSettings = Field(default_factory=RecordSettings)
     ndi: NdiSettings = Field(default_factory=NdiSettings)
+    spout: SpoutSettings = Field(default_factory=SpoutSettings)
+    syphon: SyphonSettings = Field(default_factory=SyphonSettings)
     midi: MidiSettings = Field(default_factory=MidiSettings)
     web: WebSettings = Field(default_factory=WebSettings)
 

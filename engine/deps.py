@@ -22,6 +22,8 @@ _HINTS: dict[str, str] = {
     "mido": "the MIDI extra: `pip install 'synesthesia[midi]'`",
     "rtmidi": "the MIDI extra: `pip install 'synesthesia[midi]'`",
     "cyndilib": "the NDI extra: `pip install 'synesthesia[ndi]'` (its wheel carries the NDI runtime)",
+    "SpoutGL": "the Spout extra (Windows only): `pip install 'synesthesia[spout]'` (SpoutGL)",
+    "syphon": "the Syphon extra (macOS only): `pip install 'synesthesia[syphon]'` (syphon-python)",
     "av": "the video extra: `pip install 'synesthesia[video]'`",
 }
 

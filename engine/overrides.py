@@ -46,10 +46,11 @@ def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
         )
     put("duration_s", args.duration)
     put("record.dir", args.record)
-    if args.ndi is not None:
-        put("ndi.enabled", True)
-        if args.ndi:
-            put("ndi.name", args.ndi)
+    for share in ("ndi", "spout", "syphon"):  # --ndi/--spout/--syphon [NAME]
+        if getattr(args, share) is not None:
+            put(f"{share}.enabled", True)
+            if getattr(args, share):
+                put(f"{share}.name", getattr(args, share))
     if args.midi is not None:
         put("midi.enabled", True)
         if args.midi:
@@ -62,4 +63,5 @@ def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
 RUN_FLAGS = (
     "source", "headless", "fullscreen", "display", "hud", "frames_dir", "bundle", "backend", "device", "osc",
     "osc_in", "zmq_pub", "zmq_ctl", "zmq_frames", "kiosk", "duration", "verbose", "record", "midi", "ndi", "web",
+    "spout", "syphon",
 )  # fmt: skip

@@ -384,7 +384,7 @@ def test_zmq_frames_arrive_while_a_window_is_open(render_bundle, audio_fixture, 
         render_bundle, audio_fixture, tmp_path, "--zmq-frames", "--zmq-pub", f"tcp://127.0.0.1:{port}", env=env
     )
     try:
-        assert "rendering to window" in engine.startup and "beside the window" in engine.startup
+        assert "rendering to window" in engine.startup and "on the ZeroMQ frame topic" in engine.startup
         header, first = latest_frame(sub)
         assert header["format"] == "jpeg" and (header["width"], header["height"]) == (W, H)
         assert first.shape == (H, W, 3) and first.std() > 1.0  # a decoded picture, not an empty buffer

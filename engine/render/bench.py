@@ -9,6 +9,9 @@ Per backend (torch, onnx, tensorrt where available):
   inline (adaptive stride) or on its own thread (crossfaded): fps, p99 frame time, frames per generated
   frame, and `state_to_frame_ms`: a new emotion state -> the first presented frame whose generator input
   reflects it (median, p99);
+- `paced_inline_ndi` / `paced_inline_zmq` / `paced_inline_ndi_zmq` (`--ndi`, `--zmq-frames`; onnx only): the
+  paced inline row with an NDI source and/or the ZeroMQ frame tap (JPEG through a real Sender to a PUB on
+  loopback) taking every frame, each tap's counters beside the figures;
 - `window_to_frame` (one row, the fastest-to-set-up backend): the real engine on a real-time synth source
   with the render loop: analysis window end (last sample captured) -> first presented frame made from it.
 """
@@ -108,6 +111,7 @@ def bench_render(
     height: int = 720,
     fps: float = 60.0,
     ndi: bool = False,
+    zmq_frames: bool = False,
 ) -> dict[str, Any]:
     """All render rows for one runner (see the module docstring)."""
     out: dict[str, Any] = {"backend": runner.describe(), "size": f"{width}x{height}", "target_fps": fps}
@@ -127,13 +131,50 @@ def bench_render(
     }
     for mode in ("inline", "thread"):
         out[f"paced_{mode}"] = _paced(bundle, runner, width, height, fps, mode, seconds)
-    if ndi:  # the paced row again with an NDI source sending every frame
-        from engine.render.ndi import NdiTap
-
-        tap = NdiTap("Synesthesia bench", fps)
-        out["paced_inline_ndi"] = _paced(bundle, runner, width, height, fps, "inline", seconds, taps=(tap,))
-        out["paced_inline_ndi"]["ndi"] = tap.status()
+    if ndi or zmq_frames:  # the paced row again with the frame taps of a show sending every frame
+        label = "paced_inline" + "_ndi" * ndi + "_zmq" * zmq_frames
+        out[label] = _paced_with_taps(bundle, runner, width, height, fps, seconds, ndi, zmq_frames)
     return out
+
+
+def _paced_with_taps(
+    bundle: Any, runner: Any, width: int, height: int, fps: float, seconds: float, ndi: bool, zmq_frames: bool
+) -> dict[str, Any]:
+    """The paced inline row with an NDI source and/or JPEG frames through a real Sender to a ZeroMQ PUB on
+    loopback (the show's ZmqFrameTap), each tap's counters beside the figures."""
+    from engine.errors import MissingDependencyError
+
+    taps: list[Any] = []
+    sender = None
+    try:
+        if ndi:
+            from engine.render.ndi import NdiTap
+
+            taps.append(NdiTap("Synesthesia bench", fps))
+        if zmq_frames:
+            from engine.io.schema import Topic
+            from engine.io.sender import Sender
+            from engine.io.zmq_pub import ZmqPublisher
+            from engine.render.taps import ZmqFrameTap
+
+            sender = Sender(zmq=ZmqPublisher("tcp://127.0.0.1:*"))
+            sender.start()
+            publish = sender.publish
+            taps.append(ZmqFrameTap(lambda h, d: publish(Topic.FRAME, h, blob=d), "jpeg", None))
+    except MissingDependencyError as exc:
+        if sender is not None:
+            sender.stop()
+        return {"skipped": str(exc)}
+    try:
+        row = _paced(bundle, runner, width, height, fps, "inline", seconds, taps=tuple(taps))
+    finally:
+        if sender is not None:
+            sender.stop()
+    for tap in taps:
+        row[tap.name] = tap.status()
+    if sender is not None:
+        row["zmq_sender"] = {k: sender.stats()[k] for k in ("published", "sent", "errors")}
+    return row
 
 
 def _paced(
@@ -246,6 +287,7 @@ def render_rows(
     fps: float = 60.0,
     window: bool = False,
     ndi: bool = False,
+    zmq_frames: bool = False,
 ) -> dict[str, Any]:
     """The render rows for each backend that opens here (key `<backend>/<device>`); failures say why.
     With `window`, the end-to-end row also runs in a real window (row `window_to_frame_window`)."""
@@ -271,7 +313,10 @@ def render_rows(
 
         runner = frame_runner(bundle, runner, kind)  # with the bundle's up-sampler, as the engine renders
         log.info("bench render %s", label)
-        rows[label] = bench_render(bundle, runner, seconds, width, height, fps, ndi=ndi and kind == "onnx")
+        taps = kind == "onnx"  # the frame-tap row once, on the backend a CPU show uses
+        rows[label] = bench_render(
+            bundle, runner, seconds, width, height, fps, ndi=ndi and taps, zmq_frames=zmq_frames and taps
+        )
         # free the backend (and its thread pool) before timing the next: pools that spin while idle would
         # otherwise compete with the next backend for the cores
         del runner, selection

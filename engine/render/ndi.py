@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from engine.deps import require
-from engine.render.taps import FrameTap
+from engine.render.taps import FrameTap, opaque_buffer, rgb_into_bgra
 
 
 def ndi_module() -> Any:
@@ -48,19 +48,14 @@ class NdiTap(FrameTap):
         self._sender.set_video_frame(frame)
         self._sender.open()
         self._size = (width, height)
-        self._bgra = np.empty((height, width, 4), np.uint8)
-        self._bgra[..., 3] = 255
+        self._bgra = opaque_buffer(height, width)
 
     def deliver(self, rgb: np.ndarray, seq: int, t: float) -> None:
         height, width = rgb.shape[:2]
         if self._size != (width, height):  # first frame, or the window was resized
             self._open_for(width, height)
-        bgra = self._bgra
-        assert bgra is not None
-        bgra[..., 0] = rgb[..., 2]
-        bgra[..., 1] = rgb[..., 1]
-        bgra[..., 2] = rgb[..., 0]
-        self._sender.write_video(bgra.reshape(-1))
+        assert self._bgra is not None
+        self._sender.write_video(rgb_into_bgra(rgb, self._bgra).reshape(-1))
 
     def close(self) -> None:
         if self._sender is not None:

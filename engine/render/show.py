@@ -8,9 +8,10 @@
         sink.wait()                     vsync or clock
 
 Display: a window unless `render.headless`; with no display to open it on (no DISPLAY, WAYLAND_DISPLAY or
-SDL_VIDEODRIVER, or the window cannot be created) it says so and renders headless. Headless rendering
-publishes frames on the ZeroMQ `frame` topic (`zmq.frames`) and/or writes them to `render.frames_dir`;
-with neither, there is nothing to draw for and the engine runs without the renderer.
+SDL_VIDEODRIVER, or the window cannot be created) it says so and renders headless. Frames go to other
+software through frame taps (engine/render/taps.py) in both cases: the ZeroMQ `frame` topic
+(`zmq.frames`), NDI, Spout, Syphon, the web preview; headless rendering also writes `render.frames_dir`.
+Headless with none of these, there is nothing to draw for and the engine runs without the renderer.
 
 Kiosk (`--kiosk`): fullscreen, no HUD, a rotating log file (set up by the caller), the render stage restarted
 in-process by the render loop's supervisor, and the analysis thread by `Engine.tick` if it ever dies.
@@ -35,6 +36,7 @@ from engine.io.control import ControlSurface
 from engine.io.schema import Topic
 from engine.render.display import FrameOut, HeadlessSink, choose_sink
 from engine.render.loop import RenderLoop, build_render_loop
+from engine.render.share import build_share_taps, enabled_kinds
 from engine.render.taps import ZmqFrameTap
 
 if TYPE_CHECKING:
@@ -123,8 +125,8 @@ def network_lines(
 
 def wants_renderer(cfg: EngineConfig) -> bool:
     """A window, or headless frames that go somewhere."""
-    frames_out = (cfg.zmq.enabled and cfg.zmq.frames) or cfg.render.frames_dir is not None or cfg.ndi.enabled
-    return not cfg.render.headless or frames_out
+    frames_out = (cfg.zmq.enabled and cfg.zmq.frames) or cfg.render.frames_dir is not None or enabled_kinds(cfg)
+    return not cfg.render.headless or bool(frames_out)
 
 
 def _frame_out(engine: Engine, cfg: EngineConfig) -> FrameOut | None:
@@ -141,20 +143,20 @@ def _frame_out(engine: Engine, cfg: EngineConfig) -> FrameOut | None:
 
 def _open_loop(engine: Engine, cfg: EngineConfig, features: Callable[[], AudioFrame | None]) -> RenderLoop:
     frame_out = _frame_out(engine, cfg)
-    sink, reason = choose_sink(cfg.render, cfg.kiosk.enabled, frame_out, cfg.zmq.frame_format, cfg.zmq.frame_every)
+    # the sink only shows (window) or writes `frames_dir` (headless); ZeroMQ frames always go out through the
+    # tap, encoded off the render thread, beside a window and headless alike
+    sink, reason = choose_sink(cfg.render, cfg.kiosk.enabled, None, cfg.zmq.frame_format, cfg.zmq.frame_every)
     if reason:
         say(f"{reason}; running headless")
     loop = build_render_loop(cfg, engine.bundle, engine.controls, sink, emotion=engine.latest, features=features)
     zmq_tap = None
-    if frame_out is not None and not isinstance(sink, HeadlessSink):  # a window: frames go out through a tap
+    if frame_out is not None:
         zmq_tap = loop.taps.add(ZmqFrameTap(frame_out, cfg.zmq.frame_format, cfg.render.fps / cfg.zmq.frame_every))
-    if cfg.ndi.enabled:
-        from engine.render.ndi import NdiTap
-
-        try:
-            say(loop.taps.add(NdiTap(cfg.ndi.name, cfg.render.fps, cfg.ndi.max_fps)).describe())
-        except MissingDependencyError as exc:
-            say(f"no NDI output: {exc}")  # the show goes on without it
+    share_taps, problems = build_share_taps(cfg)  # NDI, Spout, Syphon
+    for tap in share_taps:
+        say(loop.taps.add(tap).describe())
+    for line in problems:
+        say(line)  # the show goes on without it
     try:
         loop.open()
         if zmq_tap is not None:
@@ -164,11 +166,11 @@ def _open_loop(engine: Engine, cfg: EngineConfig, features: Callable[[], AudioFr
             raise
         say(f"cannot open a window ({exc}); running headless")
         loop.close()
-        if zmq_tap is not None:
-            loop.taps.taps.remove(zmq_tap)  # the headless sink publishes the frames itself
-        loop.sink = HeadlessSink(cfg.render, frame_out, cfg.zmq.frame_format, cfg.zmq.frame_every)
+        loop.sink = HeadlessSink(cfg.render, None, cfg.zmq.frame_format, cfg.zmq.frame_every)
         loop.status.sink = loop.sink.kind
         loop.open()
+        if zmq_tap is not None:
+            say(zmq_tap.describe())
     return loop
 
 

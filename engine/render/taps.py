@@ -138,6 +138,25 @@ def surface_rgb(surface: Any) -> np.ndarray:
     return view.transpose(1, 0, 2)  # [H, W, 3]
 
 
+def rgb_into_rgba(rgb: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """Write [H, W, 3] RGB into the [H, W, 4] buffer `out` (alpha already set); one numpy copy."""
+    out[..., :3] = rgb
+    return out
+
+
+def rgb_into_bgra(rgb: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """Write [H, W, 3] RGB into the [H, W, 4] buffer `out` as B, G, R (alpha already set); one numpy copy."""
+    out[..., :3] = rgb[..., ::-1]
+    return out
+
+
+def opaque_buffer(height: int, width: int) -> np.ndarray:
+    """A C-contiguous [H, W, 4] uint8 buffer with alpha 255, for the conversions above."""
+    buf = np.empty((height, width, 4), np.uint8)
+    buf[..., 3] = 255
+    return buf
+
+
 class TapSet:
     """The taps of one render loop. `offer(canvas, seq)` on the render thread after each present."""
 
@@ -182,10 +201,10 @@ class TapSet:
 
 
 class ZmqFrameTap(FrameTap):
-    """The displayed frames, JPEG or PNG, on the ZeroMQ `frame` topic while a window is open (headless runs
-    publish from the HeadlessSink). Encoding happens here, off the render thread; `publish(header, data)`
-    must not block (the app hands it the sender's latest-only frame slot). The header is the headless
-    sink's: {"frame", "width", "height", "format"}."""
+    """The displayed frames, JPEG or PNG, on the ZeroMQ `frame` topic (`--zmq-frames`), beside a window and
+    headless alike. Encoding happens here, off the render thread; `publish(header, data)` must not block (the
+    app hands it the sender's latest-only frame slot). The header: {"frame", "width", "height", "format"}.
+    `zmq.frame_every` N becomes a rate of at most fps / N."""
 
     def __init__(self, publish: Callable[[dict[str, Any], bytes], None], fmt: str, max_fps: float | None) -> None:
         super().__init__("zmq-frames", max_fps)
@@ -200,4 +219,4 @@ class ZmqFrameTap(FrameTap):
 
     def describe(self) -> str:
         rate = f" at up to {1.0 / self.min_interval:.0f} fps" if self.min_interval else ""
-        return f"frames ({self.fmt}) on the ZeroMQ frame topic beside the window{rate}"
+        return f"frames ({self.fmt}) on the ZeroMQ frame topic{rate}, encoded beside the render thread"
