@@ -3,6 +3,7 @@ session (see tests/realparts.py)."""
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +12,18 @@ import pytest
 
 from tests import realparts
 from tests.bundles import make_bundle
+
+
+@pytest.fixture(scope="session", autouse=True)
+def ndi_loopback(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """NDI on 127.0.0.1 for the whole session. The NDI runtime reads its config once per process, when cyndilib
+    first loads, so the directory must be set before any test (the benches in test_frame_share do) loads it
+    in this process; subprocesses inherit it."""
+    directory = tmp_path_factory.mktemp("ndi")
+    (directory / "ndi-config.v1.json").write_text(json.dumps({"ndi": {"networks": {"ips": "127.0.0.1"}}}))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("NDI_CONFIG_DIR", str(directory))
+        yield directory
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,6 @@ Skipped, saying why, where cyndilib (the `ndi` extra, with the NDI runtime in it
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -24,10 +23,9 @@ W, H = 160, 96
 
 
 @pytest.fixture
-def ndi_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    (tmp_path / "ndi-config.v1.json").write_text(json.dumps({"ndi": {"networks": {"ips": "127.0.0.1"}}}))
-    monkeypatch.setenv("NDI_CONFIG_DIR", str(tmp_path))
-    return tmp_path
+def ndi_config(ndi_loopback: Path) -> Path:
+    """The session's NDI config (tests/conftest.py): both ends on 127.0.0.1."""
+    return ndi_loopback
 
 
 def test_an_ndi_receiver_gets_the_engines_frames(full_bundle: Path, ndi_config: Path, tmp_path: Path) -> None:
