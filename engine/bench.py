@@ -282,6 +282,17 @@ def _table(result: dict[str, Any]) -> str:
     render = result.get("render") or {}
     for label, row in render.items():
         lines.append(f"render      {label:<14} {_render_line(row)}")
+    show = result.get("show")
+    if show:
+        if "error" in show:
+            lines.append(f"show        {show['error'][:100]}")
+        else:
+            extras = " + web console" + (" + NDI" if show["ndi"] else "")
+            lines.append(
+                f"show        {show['size']} {show['sink']}{extras}: {show['fps']} fps, p99 {show['frame_ms_p99']} ms "
+                f"(worst window {show['frame_ms_p99_worst']} ms), {show['console']['previews']} previews, "
+                f"{show['console']['pushes']} status pushes"
+            )
     return "\n".join(lines)
 
 
@@ -328,6 +339,12 @@ def run_bench(args: argparse.Namespace) -> int:
         log.exception("latency bench failed")
         result["latency"] = {"error": f"{type(exc).__name__}: {exc}"}
     result["render"] = _render_section(args, bundle, kinds, seconds)
+    if getattr(args, "show", False):
+        from engine.render.bench_show import bench_show
+
+        result["show"] = bench_show(
+            args.bundle, 5.0 if args.quick else args.show_seconds, args.width, args.height, ndi=bool(args.ndi)
+        )
     text = json.dumps(result, indent=2)
     print(text)
     if args.out:

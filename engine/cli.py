@@ -176,6 +176,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also time the paced render row with ZeroMQ frames out (with --ndi: both)",
     )
+    b.add_argument(
+        "--show",
+        action="store_true",
+        help="also time the real show (`synesthesia run` in a subprocess) with the web console open (a connected "
+        "page's WebSocket and preview) and, with --ndi, NDI out: its render fps and p99 (extra web)",
+    )
+    b.add_argument("--show-seconds", type=float, default=30.0, metavar="S", help="how long --show measures (30)")
     b.add_argument("--out", metavar="FILE", help="also write the JSON here")
 
     c = sub.add_parser(

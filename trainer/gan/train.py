@@ -90,9 +90,9 @@ RESUMABLE_CHANGES = ("steps", "ema_start", "checkpoint_every", "sample_every")
 
 # The documented presets of `--recipe` (flags given explicitly override them). v2 generator at 256 px.
 RECIPES: dict[str, dict[str, Any]] = {
-    # two CPU cores: narrow networks, batch 16, fp32
+    # two CPU cores: narrow networks, batch 8, fp32 (a step ~4 s on one idle core; D width 16 cost 9 s)
     "cpu": {
-        "resolution": 256, "arch": "v2", "base_channels": 8, "d_channels": 16, "batch_size": 16,
+        "resolution": 256, "arch": "v2", "base_channels": 8, "d_channels": 8, "batch_size": 8,
         "steps": 4000, "device": "cpu", "amp": False,
     },
     # one GPU: wider networks, batch 64, mixed precision
@@ -198,13 +198,15 @@ def train_gan(
         x = images[index].to(dev).float().div_(127.5).sub_(1.0)  # [B, 3, R0, R0] in [-1, 1]
         if x.shape[-1] != res:
             x = F.interpolate(x, size=(res, res), mode="area" if x.shape[-1] > res else "bilinear")
-        return x
+        return x.contiguous(memory_format=torch.channels_last)
 
     # 2. Models and optimisers.
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    G = Generator(cfg.generator).to(dev)
-    D = ProjectionDiscriminator(cfg.discriminator).to(dev)
+    # channels-last: the narrow high-resolution convolutions run ~1.5x faster on CPU (oneDNN) and use the
+    # tensor cores on a GPU; only the memory layout changes, not the weights or the checkpoints
+    G = Generator(cfg.generator).to(dev, memory_format=torch.channels_last)
+    D = ProjectionDiscriminator(cfg.discriminator).to(dev, memory_format=torch.channels_last)
     G_ema = copy.deepcopy(G).eval()
     for p in G_ema.parameters():
         p.requires_grad_(False)
