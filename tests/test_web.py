@@ -132,6 +132,10 @@ def test_console_in_chromium_shows_status_switches_preset_and_the_engine_obeys(
         shot = tmp_path / "console.png"
         browser.save_screenshot(str(shot))
         assert shot.stat().st_size > 10_000
+        # without a token the console answers to loopback names only: a DNS-rebound name is refused
+        rebound = {"Host": f"evil.example:{web}"}
+        assert wait_http(f"http://127.0.0.1:{web}/api/status", proc, headers=rebound) == 403
+        assert wait_http(f"http://localhost:{web}/api/status", proc) == 200
     finally:
         err = stop(proc)
     assert "web console on http://127.0.0.1:" in err and "Traceback" not in err
@@ -157,6 +161,17 @@ def test_off_localhost_the_console_needs_its_token(full_bundle: Path, tmp_path: 
         assert status["controls"]["freeze"] is False  # the refused request applied nothing
         headers = {"X-Synesthesia-Token": token}
         assert wait_http(f"{url}/api/status", proc, headers=headers) == 200
+        assert wait_http(f"{url}/api/status", proc, headers={"X-Synesthesia-Token": token + "x"}) == 401
+        # a page elsewhere making the operator's browser (which holds the token cookie) post a control
+        cross = {"X-Synesthesia-Token": token, "Origin": "http://evil.example", "Content-Type": "text/plain"}
+        req = urllib.request.Request(f"{url}/api/control", data=body, method="POST", headers=cross)
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(req, timeout=5)
+        assert refused.value.code == 403 and b"cross-origin" in refused.value.read()
+        same = {**cross, "Origin": url}
+        req = urllib.request.Request(f"{url}/api/control", data=body, method="POST", headers=same)
+        with urllib.request.urlopen(req, timeout=5) as r:
+            assert json.loads(r.read())["ok"] is True  # the console's own page is served from `url`
     finally:
         err = stop(proc)
     assert "token required" in err

@@ -13,6 +13,8 @@ The server runs its own asyncio loop on a `web` OwnedThread; it never waits on t
 queued for the main thread's tick, see engine/web/live.py). Bound to 127.0.0.1 by default. With `web.token`
 set (required off loopback, engine/config.py), every request must carry it: `?token=` (which also sets a
 cookie), the `X-Synesthesia-Token` header or that cookie; without it the answer is 401 and nothing is applied.
+A POST or WebSocket from a page of another origin is refused (403), and so is, without a token, any Host
+that is not a loopback name (DNS rebinding).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import logging
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from engine.config import WebSettings
 from engine.deps import require
@@ -42,6 +45,7 @@ STATIC = Path(__file__).parent / "static"
 COOKIE = "syn_token"
 HEADER = "X-Synesthesia-Token"
 START_TIMEOUT_S = 10.0
+LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 class WebConsole:
@@ -158,12 +162,30 @@ class WebConsole:
         given = request.query.get("token") or request.headers.get(HEADER) or request.cookies.get(COOKIE) or ""
         return hmac.compare_digest(given.encode(), token.encode())
 
+    def _forbidden(self, request: Any) -> str | None:
+        """Why a request from another site is refused, else None. A page elsewhere can make the visitor's
+        browser POST here or open the WebSocket (its Origin then differs from our Host); without a token the
+        console also answers only to loopback names, so a DNS-rebound name cannot reach it."""
+        origin = request.headers.get("Origin")
+        if origin and (request.method != "GET" or request.path == "/ws"):
+            if urlsplit(origin).netloc.lower() != request.host.lower():
+                return f"cross-origin request from {origin} refused"
+        if self.settings.token is None:
+            host = urlsplit(f"//{request.host}").hostname or ""
+            if host not in LOOPBACK_NAMES:
+                return f"host {request.host!r} refused: without a token the console answers to this machine only"
+        return None
+
     async def _guardfn(self, request: Any, handler: Any) -> Any:
         from aiohttp import web
 
         if not self._authorised(request):
             self.refused += 1
             return web.json_response({"ok": False, "error": "a valid token is required"}, status=401)
+        reason = self._forbidden(request)
+        if reason is not None:
+            self.refused += 1
+            return web.json_response({"ok": False, "error": reason}, status=403)
         response = await handler(request)
         if self.settings.token and request.query.get("token") and hasattr(response, "set_cookie"):
             response.set_cookie(COOKIE, self.settings.token, httponly=True, samesite="Strict")
