@@ -167,9 +167,9 @@ class WebConsole:
         browser POST here or open the WebSocket (its Origin then differs from our Host); without a token the
         console also answers only to loopback names, so a DNS-rebound name cannot reach it."""
         origin = request.headers.get("Origin")
-        if origin and (request.method != "GET" or request.path == "/ws"):
-            if urlsplit(origin).netloc.lower() != request.host.lower():
-                return f"cross-origin request from {origin} refused"
+        acts = request.method != "GET" or request.path == "/ws"
+        if origin and acts and urlsplit(origin).netloc.lower() != request.host.lower():
+            return f"cross-origin request from {origin} refused"
         if self.settings.token is None:
             host = urlsplit(f"//{request.host}").hostname or ""
             if host not in LOOPBACK_NAMES:
