@@ -117,6 +117,7 @@ class Engine:
         self.notices: list[str] = []
         self.backend_message = ""
         self._features = AudioFeatures(fe.sample_rate)
+        self._audio_cache: tuple[int, AudioFrame] | None = None  # (ring.written, its frame): current_audio
         self._status_sections: dict[str, Callable[[], Any]] = {}
         self._tick_hooks: list[Callable[[], None]] = []
         self.last_status: dict[str, Any] | None = None  # the newest 1 Hz status (read by the web console)
@@ -297,6 +298,18 @@ class Engine:
         """The source is lost or stalled: no audio arrives (it keeps trying to reopen)."""
         return self.source is not None and self.source.state in SOURCE_DOWN
 
+    def current_audio(self) -> AudioFrame:
+        """The audio features at the ring's newest sample, computed once per captured block for all the main
+        thread's callers (the render loop's pulse every frame, the OSC audio topic at its rate): two feature
+        stages on the same audio did the same work twice per frame."""
+        written = self.ring.written
+        cached = self._audio_cache
+        if cached is not None and cached[0] == written and not self.replaying and not self.source_down:
+            return cached[1]
+        frame = self.audio_frame(self._features)
+        self._audio_cache = (written, frame)
+        return frame
+
     def audio_frame(self, features: AudioFeatures) -> AudioFrame:
         """`features(ring)`, or zeros while the source is down (the ring would repeat its last samples)."""
         if self.replaying:
@@ -372,7 +385,7 @@ class Engine:
         if self.replaying:  # the recording's own audio and state messages are re-sent as they were
             self._next_audio = now + 1.0
         elif now >= self._next_audio:
-            frame = self.audio_frame(self._features)
+            frame = self.current_audio()
             sender.publish(Topic.AUDIO, audio_json(frame), audio_osc(self.addresses, frame))
             period = 1.0 / self.config.osc.audio_rate_hz
             self._next_audio = max(self._next_audio + period, now - period)  # no burst after a stall

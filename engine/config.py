@@ -173,6 +173,17 @@ class GeneratorMode(StrEnum):
     THREAD = "thread"  # on its own thread at its own pace, crossfaded
 
 
+class Framebuffer(StrEnum):
+    """How a window's pixels reach the screen (SDL_FRAMEBUFFER_ACCELERATION). `auto`: software on X11,
+    where SDL's accelerated window surface goes through OpenGL, which on a machine without a GPU driver
+    (Mesa llvmpipe, Xvfb, many kiosk boxes) costs two rasteriser threads and ~10 ms a frame at 1280x720,
+    while the software path is one shared-memory image put; SDL's choice elsewhere."""
+
+    AUTO = "auto"
+    SOFTWARE = "software"
+    ACCELERATED = "accelerated"
+
+
 class RenderSettings(_Section):
     headless: bool = False
     fullscreen: bool = False
@@ -185,6 +196,7 @@ class RenderSettings(_Section):
     trails: float = Field(0.0, ge=0, lt=1, description="feedback: share of the last frame kept")
     grade: float = Field(0.6, ge=0, le=1, description="colour grade strength from valence/arousal (0: none)")
     generator_mode: GeneratorMode = Field(GeneratorMode.AUTO, strict=False)
+    framebuffer: Framebuffer = Field(Framebuffer.AUTO, strict=False, description="window surface: see Framebuffer")
     intensity: float = Field(1.0, ge=0, le=1)
     speed: float = Field(1.0, ge=0, le=10)
     condition_tau_s: float = Field(1.0, gt=0, le=600, description="time constant of the condition easing")

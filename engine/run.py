@@ -22,7 +22,7 @@ from engine.kiosk import setup_kiosk_logging
 from engine.models.bundle import DEFAULT_BUNDLE, load_bundle
 from engine.render.loop import control_state_from_config
 from engine.render.show import QueryState, network_lines, run_show, start_control_servers, wants_renderer
-from engine.threads import OwnedThread
+from engine.threads import OwnedThread, one_blas_thread
 
 if TYPE_CHECKING:
     from engine.io.midi_in import MidiInput
@@ -72,7 +72,8 @@ def _start_web(
 
 def run_from_args(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
     """`synesthesia run`: config + bundle -> Engine; runs until --duration or SIGINT/SIGTERM; exit 0."""
-    code = _run(args, overrides)
+    with one_blas_thread():
+        code = _run(args, overrides)
     # The show is over and its Engine unreachable: collect its cycles now (a soxr stream left to the
     # shutdown is reported as a leak), then keep the cyclic GC off torch's object graph while the
     # interpreter shuts down (about 1 s of a 2 s SIGTERM budget on a busy machine). atexit still runs.

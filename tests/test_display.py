@@ -76,3 +76,21 @@ def test_choose_sink(monkeypatch) -> None:
     monkeypatch.setenv("DISPLAY", ":99")
     sink, reason = choose_sink(RenderSettings(), kiosk=True)
     assert isinstance(sink, WindowSink) and sink.fullscreen and reason is None
+
+
+def test_framebuffer_hint_is_software_on_x11_by_default_and_the_operator_wins() -> None:
+    from engine.config import Framebuffer, build_config
+    from engine.errors import ConfigError
+    from engine.render.display import framebuffer_hint
+
+    auto = Framebuffer.AUTO
+    assert framebuffer_hint(auto, {"DISPLAY": ":0"}) == "0"
+    assert framebuffer_hint(auto, {"DISPLAY": ":0", "SDL_VIDEODRIVER": "x11"}) == "0"
+    assert framebuffer_hint(auto, {"SDL_VIDEODRIVER": "kmsdrm"}) is None  # SDL's choice off X11
+    assert framebuffer_hint(auto, {"DISPLAY": ":0", "SDL_VIDEODRIVER": "wayland"}) is None
+    assert framebuffer_hint(Framebuffer.ACCELERATED, {"DISPLAY": ":0"}) == "1"
+    assert framebuffer_hint(Framebuffer.SOFTWARE, {"SDL_VIDEODRIVER": "kmsdrm"}) == "0"
+    assert framebuffer_hint(Framebuffer.SOFTWARE, {"SDL_FRAMEBUFFER_ACCELERATION": "1"}) is None
+    assert build_config({"render": {"framebuffer": "software"}}).render.framebuffer is Framebuffer.SOFTWARE
+    with pytest.raises(ConfigError, match="framebuffer"):
+        build_config({"render": {"framebuffer": "gpu"}})

@@ -89,3 +89,34 @@ def test_rate_limit_and_failures_are_counted():
     assert 1 <= st["taken"] <= 3
     assert st["errors"] == st["taken"] and "peer gone" in st["last_error"]
     assert st["delivered"] == 0
+
+
+class CollectBgra(Collect):
+    accepts_bgra = True
+
+    def deliver_bgra(self, bgra: np.ndarray, seq: int, t: float) -> None:
+        self.frames.append((seq, bgra.copy()))
+        self.got.set()
+
+
+@pytest.mark.parametrize("depth", [32, 24])
+def test_pixels_arrive_exactly_from_32_and_24_bit_surfaces(depth: int) -> None:
+    pygame = pytest.importorskip("pygame")
+    image = np.random.default_rng(depth).integers(0, 256, (37, 23, 3), dtype=np.uint8)  # [W, H, 3], odd sizes
+    surface = pygame.Surface((37, 23), 0, depth)
+    pygame.surfarray.blit_array(surface, image)
+    plain, bgra = Collect(), CollectBgra()
+    taps = TapSet([plain, bgra])
+    taps.start()
+    try:
+        taps.offer(surface, 7)
+        assert plain.got.wait(2.0) and bgra.got.wait(2.0)
+    finally:
+        assert taps.stop()
+    expected = image.transpose(1, 0, 2)  # [H, W, 3]
+    assert np.array_equal(plain.frames[0][1], expected)
+    got = bgra.frames[0][1]
+    if depth == 32 and surface.get_shifts()[:3] == (16, 8, 0):  # bytes already B, G, R, X: sent as they are
+        assert got.shape == (23, 37, 4) and np.array_equal(got[..., 2::-1], expected) and (got[..., 3] == 255).all()
+    else:  # any other layout reaches even a BGRA tap as RGB through `deliver`
+        assert np.array_equal(got, expected)

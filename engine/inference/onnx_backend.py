@@ -42,6 +42,9 @@ class OnnxRunner(Runner):
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.intra_op_num_threads = threads  # 0: one per physical core
+        # pool threads sleep between calls instead of spinning: the engine's stages share few cores, and a
+        # generator's spinning pool thread took ~80 % of a second core from NDI, the analysis and the capture
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         opts.log_severity_level = 3
         path = onnx_file(bundle, component)
         try:

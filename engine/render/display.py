@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.config import RenderSettings
+from engine.config import Framebuffer, RenderSettings
 from engine.deps import require
 from engine.render.frames import pygame_module
 
@@ -94,6 +94,19 @@ class Pacer:
         self._next = None
 
 
+def framebuffer_hint(mode: Framebuffer, env: Mapping[str, str]) -> str | None:
+    """The SDL_FRAMEBUFFER_ACCELERATION value for `mode` (None: leave SDL's choice). An operator's own
+    SDL_FRAMEBUFFER_ACCELERATION in the environment always wins."""
+    if "SDL_FRAMEBUFFER_ACCELERATION" in env:
+        return None
+    if mode is Framebuffer.SOFTWARE:
+        return "0"
+    if mode is Framebuffer.ACCELERATED:
+        return "1"
+    x11 = env.get("SDL_VIDEODRIVER", "x11" if env.get("DISPLAY") else "") == "x11"
+    return "0" if x11 else None
+
+
 class WindowSink:
     """A pygame window. `open()` creates it; `present(canvas, overlay)` shows a frame."""
 
@@ -119,6 +132,9 @@ class WindowSink:
     def open(self) -> None:
         pg = pygame_module()
         os.environ.setdefault("SDL_VIDEO_MINIMIZE_ON_FOCUS_LOSS", "0")  # a second screen keeps the show
+        hint = framebuffer_hint(self.settings.framebuffer, os.environ)
+        if hint is not None:
+            os.environ["SDL_FRAMEBUFFER_ACCELERATION"] = hint
         pg.display.init()
         n = pg.display.get_num_displays()
         index = self.settings.display

@@ -50,12 +50,20 @@ class NdiTap(FrameTap):
         self._size = (width, height)
         self._bgra = opaque_buffer(height, width)
 
+    accepts_bgra = True  # a 32-bit canvas's bytes are already B, G, R, X: sent as they are
+
     def deliver(self, rgb: np.ndarray, seq: int, t: float) -> None:
         height, width = rgb.shape[:2]
         if self._size != (width, height):  # first frame, or the window was resized
             self._open_for(width, height)
         assert self._bgra is not None
         self._sender.write_video(rgb_into_bgra(rgb, self._bgra).reshape(-1))
+
+    def deliver_bgra(self, bgra: np.ndarray, seq: int, t: float) -> None:
+        height, width = bgra.shape[:2]
+        if self._size != (width, height):
+            self._open_for(width, height)
+        self._sender.write_video(bgra.reshape(-1))
 
     def close(self) -> None:
         if self._sender is not None:

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from engine.app import Engine, StopReason
-from engine.audio.features import AudioFeatures, AudioFrame
+from engine.audio.features import AudioFrame
 from engine.config import EngineConfig
 from engine.console import say
 from engine.deps import require
@@ -189,8 +189,7 @@ def run_show(
     runs; when it has finished, `on_started()` is called here and `duration_s` counts from then. An error
     that ended the start is raised here.
     """
-    feats = AudioFeatures(engine.sample_rate)
-    loop = _open_loop(engine, cfg, lambda: engine.audio_frame(feats))
+    loop = _open_loop(engine, cfg, engine.current_audio)
     if query is not None:
         query.render = loop
     engine.add_status("render", loop.snapshot)

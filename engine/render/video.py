@@ -418,6 +418,7 @@ def render_video(
 def run_render(args: Any) -> int:
     """`synesthesia render` from parsed flags."""
     from engine.models.bundle import load_bundle
+    from engine.threads import one_blas_thread
 
     width, height = args.size if args.size else (None, None)
     settings = video_settings(width=width, height=height, fps=args.fps, seed=args.seed, crf=args.crf,
@@ -429,5 +430,6 @@ def run_render(args: Any) -> int:
     cfg = load_config(args.config, overrides) if args.config else build_config(overrides=overrides)
     check_output(Path(args.out))  # before the slow part: a bad --out fails at once
     bundle = load_bundle(cfg.bundle)
-    render_video(args.file, args.out, settings, cfg, bundle)
+    with one_blas_thread():
+        render_video(args.file, args.out, settings, cfg, bundle)
     return 0
