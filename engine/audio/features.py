@@ -119,7 +119,7 @@ class AudioFeatures:
         self._bands = np.stack([self._freqs < lo, (self._freqs >= lo) & (self._freqs < hi), self._freqs >= hi])
         self._bands = self._bands.astype(np.float32).T  # [bins, 3]
         # librosa's mel bank, cached on disk (importing librosa costs ~2 s of start-up, before the window)
-        from engine.audio.frontend import FrontEndConfig, mel_filterbank
+        from engine.audio.frontend_config import FrontEndConfig, mel_filterbank
 
         bank = mel_filterbank(FrontEndConfig(sample_rate=sr, n_fft=frame, n_mels=N_MELS))
         self._mel = np.ascontiguousarray(bank.T)  # [bins, mels]

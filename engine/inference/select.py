@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from engine.errors import BundleError, MissingDependencyError
 from engine.inference.base import BackendKind, Component, Runner, example_inputs
@@ -32,9 +34,23 @@ class Selection:
 
 
 def cuda_available() -> bool:
+    """Is a CUDA GPU usable (torch's answer)? Importing torch costs ~1.5 s of a show's start-up on two cores,
+    so where no GPU can be there it is not asked: Linux without an NVIDIA device node (nor WSL's /dev/dxg),
+    and macOS."""
+    if "torch" not in sys.modules and not _gpu_device_possible():
+        return False
     import torch
 
     return torch.cuda.is_available()
+
+
+def _gpu_device_possible() -> bool:
+    if sys.platform == "darwin":
+        return False
+    if sys.platform.startswith("linux"):
+        dev = Path("/dev")
+        return (dev / "dxg").exists() or any(dev.glob("nvidia[0-9]*"))
+    return True  # Windows and the rest: only the driver knows
 
 
 def _build(kind: BackendKind, bundle: Bundle, component: Component, device: str) -> Runner:

@@ -28,7 +28,7 @@ def cache_key(component: Component, trt_version: str, precision: str = "fp16") -
 
 
 def cache_dir(bundle: Bundle) -> Path:
-    from engine.audio.frontend import cache_root
+    from engine.audio.frontend_config import cache_root
 
     return cache_root() / "tensorrt" / bundle.digest
 

@@ -19,11 +19,9 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from engine.assets import DEFAULT_BUNDLE
-from engine.audio.frontend import FrontEndConfig
+from engine.audio.frontend_config import FrontEndConfig
 from engine.errors import BundleError
-from engine.models.encoders import EncoderConfig
-from engine.models.generator import GeneratorConfig
-from engine.models.upsampler import UpsamplerConfig
+from engine.models.configs import EncoderConfig, GeneratorConfig, UpsamplerConfig
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"

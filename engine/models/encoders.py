@@ -8,42 +8,12 @@ Bodies differ; the heads are shared so families compare fairly.
 from __future__ import annotations
 
 import math
-from enum import StrEnum
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-
-class Arch(StrEnum):
-    ANN = "ann"
-    CNN = "cnn"
-    CNN_LSTM = "cnn_lstm"
-    CNN_GRU = "cnn_gru"
-    CNN_LSTM_ATTN = "cnn_lstm_attn"
-    RESNET = "resnet"
-    TRANSFORMER = "transformer"
-
-
-class EncoderConfig(BaseModel):
-    """Everything needed to rebuild an encoder; stored in checkpoints and the bundle manifest."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    arch: Arch = Arch.CNN
-    n_classes: int = Field(4, ge=2)
-    n_mels: int = Field(128, gt=0)
-    n_frames: int = Field(130, gt=0)
-    embedding_dim: int = Field(128, gt=0)
-    width: int = Field(32, gt=0, description="channels of the first conv stage (doubles per stage)")
-    rnn_hidden: int = Field(128, gt=0)
-    dropout: float = Field(0.3, ge=0, lt=1)
-    heads: int = Field(4, gt=0)
-    layers: int = Field(2, gt=0)
-    instnorm: bool = Field(
-        False, description="normalise each mel bin of the input to zero mean, unit variance over time (per utterance)"
-    )
+from engine.models.configs import Arch, EncoderConfig
 
 
 class UtteranceNorm(nn.Module):

@@ -18,57 +18,11 @@ Two architectures share the `G(z, c) -> [B, 3, R, R]` contract (docs/art_trainin
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from torch import nn
 
-ARCHS = ("v1", "v2")
-UPSAMPLE_MODES = ("nearest", "bilinear", "blur")
-
-
-class GeneratorConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    resolution: int = Field(128, ge=32, le=512)
-    z_dim: int = Field(64, gt=0)
-    cond_dim: int = Field(128, gt=0)
-    base_channels: int = Field(8, gt=0, description="channels at full resolution; doubles per halving")
-    max_channels: int = Field(256, gt=0)
-    # absent in old bundles' configs: the defaults are the v1 network exactly
-    arch: str = Field("v1", description="v1 (seed: nearest upsampling) or v2 (options below)")
-    upsample: str = Field("blur", description="v2: nearest | bilinear | blur (nearest + [1,2,1] low-pass)")
-    noise: bool = Field(True, description="v2: per-pixel noise inputs")
-    sle: bool = Field(True, description="v2: skip-layer excitation (FastGAN)")
-    min_channels: int = Field(0, ge=0, description="v2: floor on every block's width (capacity at high res)")
-
-    @field_validator("resolution")
-    @classmethod
-    def _power_of_two(cls, v: int) -> int:
-        if v & (v - 1):
-            raise ValueError("resolution must be a power of two (32..512)")
-        return v
-
-    @field_validator("arch", "upsample")
-    @classmethod
-    def _choice(cls, v: str, info: ValidationInfo) -> str:
-        choices = ARCHS if info.field_name == "arch" else UPSAMPLE_MODES
-        if v not in choices:
-            raise ValueError(f"{info.field_name} must be one of {', '.join(choices)}")
-        return v
-
-    @property
-    def n_blocks(self) -> int:
-        return int(math.log2(self.resolution)) - 2  # 4x4 -> resolution
-
-    def channels(self) -> list[int]:
-        n = self.n_blocks
-        widths = [min(self.max_channels, self.base_channels * 2 ** (n - i)) for i in range(n + 1)]
-        if self.arch == "v2" and self.min_channels:
-            widths = [max(w, min(self.min_channels, self.max_channels)) for w in widths]
-        return widths
+from engine.models.configs import GeneratorConfig
 
 
 class ConditionalBatchNorm2d(nn.Module):

@@ -10,23 +10,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import nn
 
-
-class UpsamplerConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    factor: int = Field(2, description="2 or 4")
-    channels: tuple[int, ...] = Field((16, 12), min_length=1, description="widths of the feature convolutions")
-    kernel: int = Field(5, ge=1, description="first convolution's kernel (odd)")
-
-    @field_validator("factor")
-    @classmethod
-    def _factor(cls, v: int) -> int:
-        if v not in (2, 4):
-            raise ValueError("factor must be 2 or 4")
-        return v
+from engine.models.configs import UpsamplerConfig
 
 
 class Upsampler(nn.Module):

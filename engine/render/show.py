@@ -48,6 +48,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("synesthesia.show")
 
 
+WARMUP_YIELD_S = 0.02  # per frame while the models warm up
+
+
 class QueryState:
     """What `/syn/ctl/query` and the ZeroMQ control replies carry besides the controls (thread-safe reads)."""
 
@@ -213,7 +216,10 @@ def run_show(
         nonlocal pending
         if pending is not None:
             if pending.alive:
-                return True  # still warming up: keep drawing
+                # still warming up: keep drawing the calm walk, at about half the rate, so the start thread
+                # (importing torch, loading and warming the models) gets the interpreter more often
+                time.sleep(WARMUP_YIELD_S)
+                return True
             pending.stop()
             error, pending = pending.error, None
             if error is not None:
