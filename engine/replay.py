@@ -100,6 +100,13 @@ class Recorder:
         if self.active:
             self._put({"k": kind, "t": self._now(), **fields})
 
+    def control(self, name: str, args: Sequence[Any], outcome: Any, source: str, error: str | None) -> None:
+        """One control message as it arrived (`ControlSurface.on_event`: any server's thread), with what it did:
+        the lines say who moved what, beside the `controls` snapshots replay applies."""
+        if self.active:
+            line: dict[str, Any] = {"name": name, "args": [_plain(a) for a in args], "outcome": str(outcome.value)}
+            self.event("control", **line, surface=source, **({"error": error} if error else {}))
+
     def _wake(self) -> None:
         with self._cond:
             self._cond.notify()
@@ -139,6 +146,16 @@ class Recorder:
 
     def status(self) -> dict[str, Any]:
         return {"path": str(self.path), "written": self.written, "dropped": self.dropped, "error": self.error}
+
+
+def _plain(value: Any) -> Any:
+    """A control argument as JSON keeps it: numbers, strings, bools and None as they are, anything else (and
+    NaN/inf, which strict JSON has no words for) as its repr."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float) and math.isfinite(value):
+        return value
+    return repr(value)[:200]
 
 
 def read_recording(directory: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:

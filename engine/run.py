@@ -119,6 +119,8 @@ def _run(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
         started = time.monotonic()
         say(f"listening ({engine.source.name}); {engine.backend_message}")
         surface = ControlSurface(engine.controls, status=query)
+        if engine.recorder is not None and engine.recorder.active:
+            surface.on_event = engine.recorder.control  # every control message, with its outcome and sender
         servers.extend(start_control_servers(cfg, surface))
         if cfg.web.enabled:
             console = _start_web(cfg, engine, query, surface, overrides, args.config, logs)

@@ -93,3 +93,26 @@ def test_a_full_queue_drops_the_newest_and_counts(tmp_path: Path, monkeypatch: p
     rec.close()
     kept = [json.loads(line) for line in (tmp_path / "show" / FILE).read_text().splitlines()]
     assert [line.get("n") for line in kept if line["k"] == "controls"] == list(range(3 - queued))  # oldest kept
+
+
+def test_every_control_message_is_recorded_with_its_outcome_and_sender(tmp_path: Path) -> None:
+    from engine.controls import Controls
+    from engine.io.control import ControlSurface
+
+    rec = Recorder(tmp_path / "show", {"engine": "test"})
+    surface = ControlSurface(Controls(("angry", "happy", "sad", "neutral")))
+    surface.on_event = rec.control
+    surface.apply("freeze", [1], "osc 127.0.0.1:50000")
+    surface.apply("speed", [float("nan")], "zmq")
+    surface.apply("warp", [3], "web")
+    surface.apply("query", [], "osc 127.0.0.1:50000")  # queries change nothing: not recorded
+    rec.close()
+    lines = [json.loads(line) for line in (tmp_path / "show" / FILE).read_text().splitlines()]
+    events = [(e["name"], e["args"], e["outcome"], e["surface"]) for e in lines if e["k"] == "control"]
+    assert events == [
+        ("freeze", [1], "applied", "osc 127.0.0.1:50000"),
+        ("speed", ["nan"], "rejected", "zmq"),
+        ("warp", [3], "unknown", "web"),
+    ]
+    assert all("error" in e for e in lines if e["k"] == "control" and e["outcome"] != "applied")
+    assert rec.error is None and rec.dropped == 0

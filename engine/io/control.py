@@ -59,6 +59,9 @@ class ControlSurface:
         self.counters = ControlCounters()
         self._lock = threading.Lock()
         self.log = RateLimitedLog(log, log_interval_s)
+        # called after every control message but queries, from the receiving server's thread:
+        # (name, args, outcome, source, error); must not block (the recorder queues a line)
+        self.on_event: Callable[[str, tuple[Any, ...] | list[Any], Outcome, str, str | None], None] | None = None
 
     def count(self, outcome: Outcome, source: str = "", detail: str = "") -> None:
         with self._lock:
@@ -87,6 +90,15 @@ class ControlSurface:
         if name == QUERY:
             self.count(Outcome.QUERY, source)
             return Outcome.QUERY, None
+        outcome, err = self._apply(name, args, source)
+        if self.on_event is not None:
+            try:
+                self.on_event(name, args, outcome, source, err)
+            except Exception as exc:  # an observer's bug must not turn an applied control into an error
+                self.log.warning("observer", "control observer failed: %s", exc)
+        return outcome, err
+
+    def _apply(self, name: str, args: tuple[Any, ...] | list[Any], source: str) -> tuple[Outcome, str | None]:
         if name not in Controls.NAMES:
             err = f"unknown control {name!r}"
             self.count(Outcome.UNKNOWN, source, err)
