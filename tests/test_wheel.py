@@ -53,6 +53,8 @@ def test_a_built_wheel_installed_in_a_fresh_venv_runs_analyze(tmp_path: Path) ->
     module_file, bundle_dir = (Path(line) for line in where.stdout.split())
     assert module_file.is_relative_to(env_dir) and bundle_dir.is_relative_to(env_dir)
     assert (bundle_dir / "manifest.json").is_file()
+    page = module_file.parents[1] / "web" / "static" / "index.html"  # the web console's page is package data
+    assert page.is_file() and "<html" in page.read_text(encoding="utf-8").lower()
 
     cli = env_dir / "bin" / "synesthesia"
     out = subprocess.run(
