@@ -166,3 +166,28 @@ def test_condition_bank_swaps_in_audio_of_the_same_emotion() -> None:
     c = bank.for_images(torch.arange(8), 1.0, gen)
     assert torch.equal(c, audio[torch.arange(8) % 4])
     assert torch.equal(bank.for_images(torch.arange(8), 0.0, gen), art)
+
+
+def test_a_runs_checkpoint_is_measured_at_its_step(tmp_path: Path, full_bundle: Path) -> None:
+    from trainer.gan.quality import checkpoint_quality
+
+    art = _tiny_art()
+    cfg = _tiny_cfg(2)
+    cfg = cfg.model_copy(
+        update={
+            "generator": cfg.generator.model_copy(update={"cond_dim": 128}),
+            "discriminator": cfg.discriminator.model_copy(update={"cond_dim": 128}),
+        }
+    )
+    bank = ConditionBank(
+        art=F.normalize(torch.randn(len(art), 128), dim=1),
+        art_labels=torch.from_numpy(art.labels),
+        audio=F.normalize(torch.randn(8, 128), dim=1),
+        audio_labels=torch.arange(8) % 4,
+    )
+    train_gan(art, bank, cfg, tmp_path / "run")
+    report = checkpoint_quality(tmp_path / "run" / "gan_last.pt", full_bundle, n=8, corpus_per_class=2)
+    assert report["step"] == 2 and "--checkpoint" in report["command"]
+    sharp = report["sharpness"]
+    assert sharp["generator_resolution"] > 0 and sharp["display_1280x720"] > 0
+    assert report["grid_peak"]["generated"] > 0 and report["random_features"]

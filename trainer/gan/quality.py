@@ -292,15 +292,44 @@ def bundle_quality(bundle_dir: Path, n: int = 64, corpus_per_class: int = 32, se
     return report
 
 
+def checkpoint_quality(
+    checkpoint: Path, bundle_dir: Path, n: int = 64, corpus_per_class: int = 32, seed: int = 1000
+) -> dict[str, Any]:
+    """quality_report for a training run's EMA generator (`gan_last.pt`, any step), conditioned on the art
+    index of `bundle_dir` (whose art space the run was trained in), against held-out procedural art."""
+    from engine.models.bundle import load_bundle
+    from trainer.art.images import procedural_art
+    from trainer.gan.train import ema_generator_from_checkpoint, load_gan_checkpoint
+
+    bundle = load_bundle(bundle_dir)
+    index = bundle.art_index()
+    if index is None:
+        raise SystemExit(f"{bundle_dir}: no art index to take conditions from")
+    G = ema_generator_from_checkpoint(checkpoint)
+    conditions = torch.from_numpy(np.asarray(index["vectors"], dtype=np.float32))
+    corpus = procedural_art(bundle.classes, corpus_per_class, size=G.config.resolution, seed=seed).images
+    report = quality_report(G, conditions, corpus, n=n)
+    report["step"] = int(load_gan_checkpoint(checkpoint)["step"])
+    report["command"] = f"python -m trainer.gan.quality --checkpoint {checkpoint} {bundle_dir}"
+    return report
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m trainer.gan.quality", description=__doc__.split("\n")[0])
-    parser.add_argument("bundle", type=Path)
+    parser.add_argument("bundle", type=Path, help="the bundle (with --checkpoint: the one giving the conditions)")
+    parser.add_argument(
+        "--checkpoint", type=Path, default=None, help="a GAN run's gan_last.pt instead of the bundle's generator"
+    )
     parser.add_argument("--n", type=int, default=64, help="generated images (default 64)")
     parser.add_argument("--per-class", type=int, default=32, help="corpus images per emotion (default 32)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    print(json.dumps(bundle_quality(args.bundle, args.n, args.per_class), indent=2))
+    if args.checkpoint is not None:
+        report = checkpoint_quality(args.checkpoint, args.bundle, args.n, args.per_class)
+    else:
+        report = bundle_quality(args.bundle, args.n, args.per_class)
+    print(json.dumps(report, indent=2))
     return 0
 
 
