@@ -168,9 +168,8 @@ def test_condition_bank_swaps_in_audio_of_the_same_emotion() -> None:
     assert torch.equal(bank.for_images(torch.arange(8), 0.0, gen), art)
 
 
-def test_a_runs_checkpoint_is_measured_at_its_step(tmp_path: Path, full_bundle: Path) -> None:
-    from trainer.gan.quality import checkpoint_quality
-
+def _tiny_run_in_128d(out: Path) -> Path:
+    """Two steps of a tiny GAN conditioned in the test bundles' 128-d shared space; its gan_last.pt."""
     art = _tiny_art()
     cfg = _tiny_cfg(2)
     cfg = cfg.model_copy(
@@ -185,9 +184,35 @@ def test_a_runs_checkpoint_is_measured_at_its_step(tmp_path: Path, full_bundle: 
         audio=F.normalize(torch.randn(8, 128), dim=1),
         audio_labels=torch.arange(8) % 4,
     )
-    train_gan(art, bank, cfg, tmp_path / "run")
-    report = checkpoint_quality(tmp_path / "run" / "gan_last.pt", full_bundle, n=8, corpus_per_class=2)
+    train_gan(art, bank, cfg, out)
+    return out / "gan_last.pt"
+
+
+def test_a_runs_checkpoint_is_measured_at_its_step(tmp_path: Path, full_bundle: Path) -> None:
+    from trainer.gan.quality import checkpoint_quality
+
+    report = checkpoint_quality(_tiny_run_in_128d(tmp_path / "run"), full_bundle, n=8, corpus_per_class=2)
     assert report["step"] == 2 and "--checkpoint" in report["command"]
     sharp = report["sharpness"]
     assert sharp["generator_resolution"] > 0 and sharp["display_1280x720"] > 0
     assert report["grid_peak"]["generated"] > 0 and report["random_features"]
+
+
+def test_a_preview_bundle_plays_the_runs_generator(tmp_path: Path, full_bundle: Path) -> None:
+    import numpy as np
+
+    from engine.inference.base import Component
+    from engine.inference.select import open_runner
+    from engine.models.bundle import load_bundle
+    from trainer.bundle.preview import write_preview
+
+    out = write_preview(_tiny_run_in_128d(tmp_path / "run"), full_bundle, tmp_path / "preview")
+    bundle = load_bundle(out)
+    assert bundle.manifest.generator.resolution == 32 and bundle.manifest.name.endswith("preview-step2")
+    assert bundle.manifest.metrics["art"]["preview"]["step"] == 2
+    assert bundle.art_index() is not None and bundle.manifest.classes == load_bundle(full_bundle).manifest.classes
+    runner = open_runner(bundle, Component.GENERATOR, "onnx", "cpu").runner
+    z = np.zeros((1, bundle.manifest.generator.z_dim), np.float32)
+    c = bundle.art_index()["vectors"][:1].astype(np.float32)
+    (image,) = runner(z, c)
+    assert image.shape == (1, 3, 32, 32) and np.isfinite(image).all()
