@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from engine.render.bench import render_rows
+from engine.threads import one_blas_thread
 
 log = logging.getLogger("synesthesia.bench")
 
@@ -72,7 +73,7 @@ def bench_frontend(bundle: Any, seconds: float) -> dict[str, Any]:
         return librosa.power_to_db(mel, ref=1.0, amin=1e-10, top_db=cfg.top_db)
 
     threads = torch.get_num_threads()
-    blas_one = _blas_single_thread()
+    blas_one = one_blas_thread  # as a show runs numpy's BLAS (engine.threads)
     # Each pair is interleaved, so both see the same machine load (others' jobs come and go). Single-threaded
     # (how the analysis thread runs) first, then with the libraries' default pools, apart: idle OpenMP
     # workers spin for a while after a parallel region and would slow whatever runs next.
@@ -97,7 +98,7 @@ def bench_frontend(bundle: Any, seconds: float) -> dict[str, Any]:
         "speedup_p50_one_thread": round(st["librosa_1"]["p50"] / st["ours_1"]["p50"], 2),
         "speedup_p50_default_threads": round(st["librosa"]["p50"] / st["ours"]["p50"], 2),
         "speedup_min_one_thread": round(st["librosa_1"]["min"] / st["ours_1"]["min"], 2),
-        "blas_single_thread": blas_one is not contextlib.nullcontext,
+        "blas_single_thread": True,
     }
 
 
@@ -123,18 +124,6 @@ def _interleaved(
                     times[key].append((time.perf_counter() - start) * 1000.0)
         rounds += 1
     return times
-
-
-def _blas_single_thread() -> Any:
-    """A context limiting numpy's BLAS to one thread (threadpoolctl, when installed: it comes with the training
-    extra's scikit-learn), else a no-op; the JSON says which (`blas_single_thread`)."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ModuleNotFoundError as exc:
-        if exc.name != "threadpoolctl":  # threadpoolctl is there but broken: say so
-            raise
-        return contextlib.nullcontext
-    return lambda: threadpool_limits(1)
 
 
 def _available_kinds(names: str) -> list[str]:

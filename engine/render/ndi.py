@@ -27,6 +27,8 @@ def ndi_module() -> Any:
 class NdiTap(FrameTap):
     """Frames to an NDI source named `source_name`, at up to `max_fps` (the display rate when None)."""
 
+    accepts_bgra = True  # a 32-bit canvas's bytes are already B, G, R, X: sent as they are
+
     def __init__(self, source_name: str, fps: float, max_fps: float | None = None) -> None:
         super().__init__("ndi", max_fps)
         self.source_name = source_name
@@ -49,8 +51,6 @@ class NdiTap(FrameTap):
         self._sender.open()
         self._size = (width, height)
         self._bgra = opaque_buffer(height, width)
-
-    accepts_bgra = True  # a 32-bit canvas's bytes are already B, G, R, X: sent as they are
 
     def deliver(self, rgb: np.ndarray, seq: int, t: float) -> None:
         height, width = rgb.shape[:2]

@@ -26,8 +26,9 @@ from trainer.space.data import load_audio_bundle
 
 def write_preview(checkpoint: Path, source: Path, out: Path) -> Path:
     """Write `out` (replaced if present) and return it."""
-    step = int(load_gan_checkpoint(checkpoint)["step"])
-    G = ema_generator_from_checkpoint(checkpoint)
+    ckpt = load_gan_checkpoint(checkpoint)
+    step = int(ckpt["step"])
+    G = ema_generator_from_checkpoint(ckpt)
     bundle = load_bundle(source)
     if bundle.manifest.shared_dim != G.config.cond_dim:
         raise SystemExit(

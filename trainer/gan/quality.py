@@ -305,11 +305,12 @@ def checkpoint_quality(
     index = bundle.art_index()
     if index is None:
         raise SystemExit(f"{bundle_dir}: no art index to take conditions from")
-    G = ema_generator_from_checkpoint(checkpoint)
+    ckpt = load_gan_checkpoint(checkpoint)
+    G = ema_generator_from_checkpoint(ckpt)
     conditions = torch.from_numpy(np.asarray(index["vectors"], dtype=np.float32))
     corpus = procedural_art(bundle.classes, corpus_per_class, size=G.config.resolution, seed=seed).images
     report = quality_report(G, conditions, corpus, n=n)
-    report["step"] = int(load_gan_checkpoint(checkpoint)["step"])
+    report["step"] = int(ckpt["step"])
     report["command"] = f"python -m trainer.gan.quality --checkpoint {checkpoint} {bundle_dir}"
     return report
 

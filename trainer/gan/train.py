@@ -153,8 +153,9 @@ def load_gan_checkpoint(path: str | Path) -> dict[str, Any]:
     return load_checkpoint(path, "gan", required=("config", "step", "generator_ema"))
 
 
-def ema_generator_from_checkpoint(path: str | Path) -> Generator:
-    ckpt = load_gan_checkpoint(path)
+def ema_generator_from_checkpoint(path: str | Path | dict[str, Any]) -> Generator:
+    """The EMA generator of a `gan_last.pt` (its path, or the checkpoint already loaded), eval mode."""
+    ckpt = path if isinstance(path, dict) else load_gan_checkpoint(path)
     cfg = GanConfig.model_validate(ckpt["config"])
     G = Generator(cfg.generator)
     G.load_state_dict(ckpt["generator_ema"])
