@@ -212,6 +212,15 @@ def test_grid_spectrum_test_fails_on_an_injected_grid(period: int) -> None:
         assert scores[period] > GRID_LIMIT, scores
 
 
+def test_straight_edges_are_not_a_grid() -> None:
+    """Axis-aligned rectangles (the colour-field style) spread energy along the spectrum's axes; that is
+    not a periodic pattern, while the same picture with a faint 8 px grid is."""
+    fields = [render_art(0.7, 0.5, style="colour_field", size=256, seed=s) for s in range(4)]
+    assert quality.max_grid_peak(np.stack(fields)) < GRID_LIMIT
+    for img in fields:
+        assert quality.grid_peak_score(_with_grid(img, 8, strength=4.0))[8] > GRID_LIMIT
+
+
 def test_v2_generator_output_has_no_grid_peaks() -> None:
     """Random-init v2 (blur upsampling, 128 px) shows no periodic peaks at the up-sampling periods; the v1
     design's score is computed beside it for the record (nearest-neighbour upsampling may or may not show

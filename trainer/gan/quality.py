@@ -87,12 +87,18 @@ def display_path(images: np.ndarray, size: tuple[int, int] = DISPLAY_SIZE) -> np
 
 def grid_peak_score(image: np.ndarray, periods: Sequence[int] = GRID_PERIODS, window: int = 5) -> dict[int, float]:
     """Per period p: max over the grid frequencies (a R/p, b R/p), not both 0, of the spectrum amplitude
-    over the median amplitude in a (2 window + 1)^2 neighbourhood around it (the peak excluded)."""
+    over the median amplitude of its neighbours (the peak and its leakage excluded).
+
+    Off the axes the neighbours are the (2 window + 1)^2 square around the frequency. On an axis (a or b
+    is 0) they are the neighbours along that axis: an axis-aligned straight edge (a rectangle's side)
+    spreads 1/f energy along the whole axis, which stands far above a square's median without being
+    periodic; a grid is a spike above its own axis."""
     g = to_gray(image)[0]
     n = min(g.shape)
     g = g[:n, :n] - g[:n, :n].mean()
     hann = np.hanning(n)
     spec = np.abs(np.fft.fft2(g * hann[:, None] * hann[None, :]))
+    offsets = np.r_[-window : -1, 2 : window + 1]  # along an axis, without the peak and its leakage
     scores: dict[int, float] = {}
     for p in periods:
         if n % p:
@@ -104,11 +110,17 @@ def grid_peak_score(image: np.ndarray, periods: Sequence[int] = GRID_PERIODS, wi
                 if a == 0 and b == 0:
                     continue
                 fy, fx = a * step, b * step
-                ys = np.arange(fy - window, fy + window + 1) % n
-                xs = np.arange(fx - window, fx + window + 1) % n
-                patch = spec[np.ix_(ys, xs)].copy()
-                patch[window - 1 : window + 2, window - 1 : window + 2] = np.nan  # the peak and its leakage
-                best = max(best, float(spec[fy, fx] / max(np.nanmedian(patch), 1e-12)))
+                if a == 0:
+                    ref = np.median(spec[0, (fx + offsets) % n])
+                elif b == 0:
+                    ref = np.median(spec[(fy + offsets) % n, 0])
+                else:
+                    ys = np.arange(fy - window, fy + window + 1) % n
+                    xs = np.arange(fx - window, fx + window + 1) % n
+                    patch = spec[np.ix_(ys, xs)].copy()
+                    patch[window - 1 : window + 2, window - 1 : window + 2] = np.nan
+                    ref = np.nanmedian(patch)
+                best = max(best, float(spec[fy, fx] / max(ref, 1e-12)))
         scores[p] = best
     return scores
 
