@@ -98,7 +98,7 @@ def grid_peak_score(image: np.ndarray, periods: Sequence[int] = GRID_PERIODS, wi
     g = g[:n, :n] - g[:n, :n].mean()
     hann = np.hanning(n)
     spec = np.abs(np.fft.fft2(g * hann[:, None] * hann[None, :]))
-    offsets = np.r_[-window : -1, 2 : window + 1]  # along an axis, without the peak and its leakage
+    offsets = np.r_[-window:-1, 2 : window + 1]  # along an axis, without the peak and its leakage
     scores: dict[int, float] = {}
     for p in periods:
         if n % p:
