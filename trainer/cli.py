@@ -26,6 +26,7 @@ from engine.errors import MissingDependencyError, SynesthesiaError
 COMMANDS: dict[str, tuple[str, str]] = {
     "audio": ("trainer.audio.train", "train an audio emotion encoder (one of seven families)"),
     "hpo": ("trainer.audio.hpo", "Optuna search over encoder hyper-parameters (shared study database)"),
+    "baseline": ("trainer.audio.baseline", "handcrafted-feature SVM under the encoders' fold protocol (reference row)"),
     "compare": ("trainer.audio.compare", "all seven families under one protocol on one split: table and plots"),
     "align": ("trainer.space.align", "align audio and art in the shared space (contrastive)"),
     "gan": ("trainer.gan.train", "train the conditional GAN on the art corpus"),
