@@ -295,3 +295,25 @@ def test_upsampler_command_adds_to_a_bundle(tmp_path: Path) -> None:
     assert "upsampler" in b.manifest.metrics["art"]
     runner = frame_runner(b, open_runner(b, Component.GENERATOR, "onnx", "cpu").runner, "onnx")
     assert runner.resolution == 64 and runner(*example_inputs(Component.GENERATOR, b.manifest))[0].shape[-1] == 64
+
+
+def test_ablation_rows_are_one_flag_from_the_default_and_resume(tmp_path: Path) -> None:
+    import argparse
+
+    from trainer.gan import ablation
+
+    args = argparse.Namespace(
+        out=tmp_path, align=tmp_path / "align.pt", resolution=64, steps=10, batch_size=8, seed=0, cache=None
+    )
+    base = ablation.row_command("v2", args)
+    for row, flags in ablation.ROWS.items():
+        cmd = ablation.row_command(row, args)
+        assert cmd[cmd.index("--out") + 1] == str(tmp_path / row)
+        cmd[cmd.index("--out") + 1] = str(tmp_path / "v2")
+        assert cmd[: len(base)] == base and cmd[len(base) :] == flags
+    assert not ablation.finished("v2", args)
+    (tmp_path / "v2").mkdir()
+    (tmp_path / "v2" / "gan_last.pt").write_bytes(b"")
+    assert ablation.row_command("v2", args)[-1] == "--resume"
+    with pytest.raises(SystemExit):
+        ablation.main(["--align", str(args.align), "--rows", "v2,bogus"])
