@@ -59,22 +59,24 @@ def handcrafted_features(mels: np.ndarray, n_mfcc: int = N_MFCC) -> np.ndarray:
     return np.concatenate(parts, axis=1).astype(np.float32)
 
 
-def fit_predict(train: ClipBank, test: ClipBank, n_classes: int, balance: Balance) -> dict[str, np.ndarray]:
-    """Fit the SVM (classes) and ridge (VA) on `train`, predict `test`: {"logits" one-hot [N, C], "va" [N, 2]}."""
+def fit_predict(
+    train: ClipBank, x_train: np.ndarray, x_test: np.ndarray, n_classes: int, balance: Balance
+) -> dict[str, np.ndarray]:
+    """Fit the SVM (classes) and ridge (VA) on `train` (features `x_train`), predict the clips of `x_test`:
+    {"logits" one-hot [N, C], "va" [N, 2]}."""
     from sklearn.linear_model import Ridge
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
     from sklearn.svm import SVC
 
-    x_train, x_test = handcrafted_features(train.mels), handcrafted_features(test.mels)
     weights = sampling_weights(train, balance)
     labelled = train.labels >= 0
     svm = make_pipeline(StandardScaler(), SVC(**SVC_PARAMS))
     fit_kw = {} if weights is None else {"svc__sample_weight": weights[labelled] * labelled.sum()}
     svm.fit(x_train[labelled], train.labels[labelled], **fit_kw)
-    logits = np.zeros((len(test), n_classes), dtype=np.float32)
-    logits[np.arange(len(test)), svm.predict(x_test)] = 1.0
-    va = np.zeros((len(test), 2), dtype=np.float32)
+    logits = np.zeros((len(x_test), n_classes), dtype=np.float32)
+    logits[np.arange(len(x_test)), svm.predict(x_test)] = 1.0
+    va = np.zeros((len(x_test), 2), dtype=np.float32)
     if train.has_va.any():
         ridge = make_pipeline(StandardScaler(), Ridge(alpha=RIDGE_ALPHA))
         ridge_kw = {} if weights is None else {"ridge__sample_weight": weights[train.has_va] * train.has_va.sum()}
@@ -90,13 +92,15 @@ def cross_validate_baseline(cfg, command: str | None = None) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     data, extra = prepare_pool(cfg)
     folds, protocol = make_folds(data.train, cfg)
+    x_pool, x_extra = handcrafted_features(data.train.mels), handcrafted_features(extra.mels)  # once, not per fold
     rows, folds_out = [], []
     for k, val_idx in enumerate(folds):
         held = np.zeros(len(data.train), dtype=bool)
         held[val_idx] = True
         train = ClipBank.concat([data.train.subset(np.flatnonzero(~held)), extra])
         val = data.train.subset(val_idx)
-        pred = fit_predict(train, val, len(data.classes), cfg.balance)
+        x_train = np.concatenate([x_pool[~held], x_extra])
+        pred = fit_predict(train, x_train, x_pool[val_idx], len(data.classes), cfg.balance)
         scores = fold_scores(val, pred, data.classes)
         rows.append(flat_scores(scores))
         folds_out.append({"fold": k + 1, "val_speakers": sorted(set(val.speakers)), "scores": scores})
