@@ -18,6 +18,7 @@ from engine.models.bundle import load_bundle
 from engine.models.checkpoint import audio_model_from_config, load_audio_model
 from engine.models.encoders import Arch, EncoderConfig, build_encoder
 from engine.models.ensemble import EnsembleAudioModel
+from trainer.audio import reports
 from trainer.audio.config import Balance
 from trainer.audio.data import epoch_batches, sampling_weights
 from trainer.audio.features import ClipBank, crops_of
@@ -196,6 +197,19 @@ def test_audio_folds_writes_fold_means_and_confusions(fold_run: Path) -> None:
     assert metrics["ensemble"]["members"] == 3
     assert not (fold_run / "fold-1" / "epochs").exists()  # the unchosen epochs' weights are gone
     assert metrics["config"]["instnorm"] and metrics["config"]["mixup"] == 0.4
+    oof = np.load(fold_run / "oof.npz")
+    assert len(oof["ids"]) == len(oof["label"]) == 24 and oof["logits"].shape == (24, 4)
+    assert sorted(set(oof["fold"].tolist())) == [1, 2, 3]  # every clip predicted by the fold that held it out
+
+
+def test_arousal_ranking_reads_the_source_emotion_from_the_file_name() -> None:
+    # RAVDESS names: modality-channel-EMOTION-intensity-statement-repetition-actor; 02 calm, 01 neutral, 05 angry
+    ids = ["x/03-01-02-01-01-01-01.wav", "x/03-01-01-01-01-01-01.wav", "x/03-01-05-01-01-01-01.wav", "proc:7"]
+    ranked = reports.arousal_by_emotion(ids, np.array([-0.5, 0.0, 0.6, 0.9]))
+    assert ranked["ranked"] is True and ranked["per_emotion"]["calm"] == {"n": 1, "mean": -0.5}
+    assert set(ranked["per_emotion"]) == {"calm", "neutral", "angry"}  # the procedural clip has no source emotion
+    assert reports.arousal_by_emotion(ids, np.array([0.1, 0.0, 0.6, 0.0]))["ranked"] is False
+    assert reports.arousal_by_emotion(ids[1:], np.array([0.0, 0.6, 0.0]))["ranked"] is None  # no calm clip
 
 
 def test_fold_ensemble_exports_as_one_graph_the_engine_runs(fold_run: Path, tmp_path: Path) -> None:
@@ -288,3 +302,34 @@ def test_handcrafted_features_are_finite_and_fixed_size() -> None:
     feats = handcrafted_features(mels)
     assert feats.shape == (3, 4 * N_MFCC + 2 * 64 + 9)
     assert np.isfinite(feats).all()
+
+
+@pytest.mark.slow
+def test_default_pipeline_ships_the_fold_refit_with_fold_means(tmp_path: Path, cache: Path) -> None:
+    """The bare default route (issue 12): cv -> refit on every speaker -> bundle whose figures are fold means,
+    then the art half aligned to that encoder with one fold's voices held out of the alignment."""
+    from engine.models.bundle import DEFAULT_BUNDLE
+    from trainer.bundle.art_default import ArtHalfConfig, attach_art_half, load_art_source
+    from trainer.space.align import AlignConfig, AudioAlignConfig
+
+    runs, out = tmp_path / "runs", tmp_path / "bundle"
+    argv = ["default", "--data", "synthetic:6", "--epochs", "2", "--width", "4", "--rnn-hidden", "16", "--no-compile"]
+    argv += ["--runs", str(runs), "--out", str(out), "--latency-runs", "2", "--cache-dir", str(cache)]
+    assert main([*argv, "--steps", "cv", "--steps", "bundle"]) == 0
+    metrics = load_bundle(out).manifest.metrics
+    assert metrics["source"] == "cv" and metrics["default"]["k"] == 5
+    assert metrics["default"]["mean_sd"]["macro_f1"]["n"] == 5 and metrics["default"]["refit"]["clips"] > 0
+    goals = metrics["goals"]
+    assert goals["default_macro_f1"]["value"] == metrics["default"]["mean_sd"]["macro_f1"]["mean"]
+    assert goals["cross_language_accuracy"]["value"] is None  # no leave-one-corpus-out run on one corpus
+    assert goals["max_cpu_ms_per_window"]["value"] > 0  # timed on the exported refit itself
+    small = ArtHalfConfig(
+        art_per_class=6, art_val_per_class=3, index_per_class=4, eval_per_class=4,
+        align=AlignConfig(audio=AudioAlignConfig(steps=20)),
+    )  # fmt: skip
+    attach_art_half(out, runs / "cv" / "best.pt", tmp_path / "art", load_art_source(DEFAULT_BUNDLE), small)
+    bundle = load_bundle(out)
+    assert bundle.manifest.generator is not None
+    folds = [set(f) for f in metrics["default"]["fold_val_speakers"]]
+    held = bundle.manifest.data["alignment_audio"]["real_val_speakers"]
+    assert set(held) in folds  # one whole fold held out of the alignment

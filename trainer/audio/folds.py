@@ -9,7 +9,8 @@ per metric, per corpus, each fold's confusion matrix, and the pooled out-of-fold
 trains one model on every speaker for the chosen epochs (`OUT/best.pt`, what `export` takes);
 `--ensemble` keeps the K fold models at the chosen epoch as one `EnsembleAudioModel` (`OUT/ensemble.pt`).
 
-Side effects: fold runs under OUT/fold-K/, OUT/metrics.json, OUT/folds.md, and the two checkpoints.
+Side effects: fold runs under OUT/fold-K/, OUT/metrics.json, OUT/folds.md, OUT/oof.npz (out-of-fold
+predictions) and the two checkpoints.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from trainer.audio.splits import SPEAKER_RULE
 log = logging.getLogger("synesthesia.train.folds")
 
 ENSEMBLE_CKPT = "ensemble.pt"
+OOF_FILE = "oof.npz"  # out-of-fold predictions at the chosen epoch
 EPOCHS_DIR = "epochs"  # per-epoch fold weights, kept until the epoch is chosen (only with --ensemble)
 
 
@@ -107,6 +109,8 @@ def fold_scores(bank: ClipBank, pred: dict[str, np.ndarray], classes: list[str])
     preds = pred["logits"].argmax(1)
     out = reports.classification_metrics(bank.labels, preds, classes)
     out["va"] = reports.va_metrics(bank.va, pred["va"], bank.has_va)
+    if bank.ids:
+        out["arousal_by_emotion"] = reports.arousal_by_emotion(bank.ids, pred["va"][:, 1])
     corpora = np.asarray(bank.corpora)
     out["per_corpus"] = {}
     for corpus in sorted(set(bank.corpora)):
@@ -126,6 +130,9 @@ def flat_scores(scores: dict[str, Any]) -> dict[str, float]:
     for dim in reports.VA_NAMES:
         flat[f"{dim}_ccc"] = scores["va"][dim]["ccc"]
         flat[f"{dim}_r2"] = scores["va"][dim]["r2"]
+    for emotion, v in scores.get("arousal_by_emotion", {}).get("per_emotion", {}).items():
+        if emotion in reports.AROUSAL_ORDER:
+            flat[f"arousal/{emotion}"] = v["mean"]
     for corpus, v in scores.get("per_corpus", {}).items():
         flat[f"{corpus}/accuracy"] = v["accuracy"]
         flat[f"{corpus}/macro_f1"] = v["macro_f1"]
@@ -210,7 +217,7 @@ def cross_validate(
 
     selection = choose_epoch(histories)
     chosen = selection["epoch"] - 1
-    folds_out, rows, last_rows, pooled_y, pooled_p = [], [], [], [], []
+    folds_out, rows, last_rows, pooled_y, pooled_p, oof = [], [], [], [], [], []
     for k, val_idx in enumerate(folds):
         val = data.train.subset(val_idx)
         scores = fold_scores(val, fold_preds[k][chosen], data.classes)
@@ -218,10 +225,12 @@ def cross_validate(
         last_rows.append(flat_scores(fold_scores(val, fold_preds[k][-1], data.classes)))
         pooled_y.append(val.labels)
         pooled_p.append(fold_preds[k][chosen]["logits"].argmax(1))
+        oof.append((val, fold_preds[k][chosen], k))
         folds_out.append({**fold_info[k], "scores": scores, "own_best_epoch": int(np.argmax(
             [h["val_macro_f1"] for h in histories[k]]) + 1)})  # fmt: skip
     summary = mean_sd(rows)
     pooled = reports.classification_metrics(np.concatenate(pooled_y), np.concatenate(pooled_p), data.classes)
+    pooled["arousal_by_emotion"] = write_out_of_fold(out / OOF_FILE, oof, data.classes)
     metrics: dict[str, Any] = {
         "protocol": protocol,
         "split_rule": protocol,
@@ -264,6 +273,24 @@ def cross_validate(
         summary["accuracy"]["sd"], len(folds), selection["epoch"],
     )  # fmt: skip
     return metrics
+
+
+def write_out_of_fold(path: Path, oof: list[tuple[ClipBank, dict[str, np.ndarray], int]], classes) -> dict[str, Any]:
+    """Every clip's out-of-fold prediction at the chosen epoch -> `path` (npz: ids, fold, label, logits,
+    va, target va), so later analyses need no retraining; returns the pooled arousal ranking."""
+    ids = [i for bank, _, _ in oof for i in (bank.ids or [""] * len(bank))]
+    va = np.concatenate([p["va"] for _, p, _ in oof])
+    np.savez_compressed(
+        path,
+        ids=np.array(ids),
+        fold=np.concatenate([np.full(len(bank), k + 1) for bank, _, k in oof]),
+        label=np.concatenate([bank.labels for bank, _, _ in oof]),
+        logits=np.concatenate([p["logits"] for _, p, _ in oof]),
+        va=va,
+        va_target=np.concatenate([bank.va for bank, _, _ in oof]),
+        classes=np.array(classes),
+    )
+    return reports.arousal_by_emotion(ids, va[:, 1])
 
 
 def refit_all(cfg: TrainConfig, everything: RunData, histories, epochs: int, metrics) -> dict[str, Any]:
@@ -324,6 +351,12 @@ def folds_markdown(metrics: dict[str, Any]) -> str:
         lines.append(f"| {key} | {_pm(summary.get(key))} | {cells} |")
     lines += ["", "Fold validation speakers: " + "; ".join(
         f"fold {f['fold']}: {', '.join(f['val_speakers'])}" for f in folds)]  # fmt: skip
+    rank = metrics.get("pooled_out_of_fold", {}).get("arousal_by_emotion")
+    if rank and rank["per_emotion"]:
+        means = ", ".join(f"{e} {v['mean']:+.2f} (n {v['n']})" for e, v in rank["per_emotion"].items())
+        verdict = {True: "holds", False: "does not hold", None: "cannot be checked (an emotion is missing)"}
+        lines += ["", f"Mean predicted arousal out of fold by source emotion: {means}; "
+                  f"{' < '.join(rank['order'])} {verdict[rank['ranked']]}."]  # fmt: skip
     classes = metrics["classes"]
     for f in folds:
         cm = f["scores"].get("confusion")

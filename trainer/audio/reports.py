@@ -6,6 +6,7 @@ validation speakers were seen in training.
 
 from __future__ import annotations
 
+import itertools
 import math
 import tempfile
 import time
@@ -70,6 +71,27 @@ def va_metrics(target: np.ndarray, pred: np.ndarray, mask: np.ndarray | None = N
     out["mean_r2"] = float(np.mean([out[n]["r2"] for n in VA_NAMES]))
     out["mean_ccc"] = float(np.mean([out[n]["ccc"] for n in VA_NAMES]))
     return out
+
+
+AROUSAL_ORDER = ("calm", "neutral", "angry")  # issue 12: unseen speakers' arousal must rank in this order
+
+
+def arousal_by_emotion(ids: list[str], arousal: np.ndarray) -> dict[str, Any]:
+    """Mean predicted arousal per *source* emotion (RAVDESS calm is a neutral-class clip, told apart by
+    its file name), and whether calm < neutral < angry holds on these clips (None where one is missing)."""
+    from trainer.audio.corpora import identify_clip
+
+    emotions = []
+    for clip in ids:
+        found = identify_clip(Path(clip).stem) if clip else None
+        emotions.append(found[2] if found else None)
+    per: dict[str, dict[str, float]] = {}
+    for name in sorted({e for e in emotions if e}):
+        sel = np.array([e == name for e in emotions])
+        per[name] = {"n": int(sel.sum()), "mean": float(arousal[sel].mean())}
+    order = [per[e]["mean"] for e in AROUSAL_ORDER if e in per]
+    ranked = bool(all(a < b for a, b in itertools.pairwise(order))) if len(order) == len(AROUSAL_ORDER) else None
+    return {"per_emotion": per, "order": list(AROUSAL_ORDER), "ranked": ranked}
 
 
 def onnx_cpu_ms(

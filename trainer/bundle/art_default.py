@@ -454,15 +454,22 @@ def add_art_half_to_bundle(bundle_dir: Path, half: ArtHalf) -> Manifest:
 __all__ = ["DEFAULT_CLASSES", "ArtHalf", "ArtHalfConfig", "add_art_half_to_bundle", "build_art_half"]
 
 
-def build_default(bundle_dir: Path, runs_dir: Path, data_root: Path, art_source: ArtSource | None = None) -> None:
+def build_default(
+    bundle_dir: Path,
+    runs_dir: Path,
+    data_root: Path,
+    art_source: ArtSource | None = None,
+    checkpoint: Path | None = None,
+) -> None:
     """The hook `synesthesia-train default` calls after writing the audio-only bundle.
 
-    Audio for the alignment: the encoder's own corpora and speaker split (its training run
-    RUNS/main/best.pt; held-out speakers stay held out) plus procedural clips of voices it never heard.
+    Audio for the alignment: the encoder's own corpora and speaker split (its training run, `checkpoint`,
+    by default RUNS/main/best.pt; held-out speakers stay held out) plus procedural clips of voices it
+    never heard.
     """
 
     del data_root  # the corpora are found through the run's own configuration
-    attach_art_half(bundle_dir, runs_dir / "main" / "best.pt", runs_dir, art_source)
+    attach_art_half(bundle_dir, checkpoint or runs_dir / "main" / "best.pt", runs_dir, art_source)
 
 
 def attach_art_half(

@@ -32,8 +32,8 @@ from trainer.art.corpora import load_art_folder
 from trainer.art.encoder import ArtEncoder, load_art_encoder
 from trainer.art.images import ArtImages, art_from_records, procedural_art
 from trainer.audio.config import TrainConfig
-from trainer.audio.data import prepare
-from trainer.audio.features import standardize
+from trainer.audio.data import prepare, prepare_pool
+from trainer.audio.features import ClipBank, standardize
 from trainer.audio.loop import checkpoint_info
 from trainer.audio.synthetic import SyntheticCorpus
 from trainer.space.audio_set import AudioSet, audio_set_from_clips, concat_audio
@@ -239,12 +239,39 @@ def audio_from_run(checkpoint: Path, ab: AudioBundle) -> tuple[AudioSet, AudioSe
     z-scored with the bundle's statistics. Clips without a class (VA-only) are left out."""
 
     info = checkpoint_info(checkpoint)
-    prep = prepare(TrainConfig.model_validate(info["train_config"]), ab.frontend, progress=False)
+    cfg = TrainConfig.model_validate(info["train_config"])
+    if cfg.folds is not None:
+        return _fold_refit_audio(checkpoint, cfg, info, ab)
+    prep = prepare(cfg, ab.frontend, progress=False)
     if prep.split.get("val_speakers") != info["split"].get("val_speakers"):
         raise SynesthesiaError(f"{checkpoint}: the corpora now split differently from when the encoder was trained")
     if list(prep.classes) != list(ab.classes):
         raise SynesthesiaError(f"{checkpoint}: classes {prep.classes} differ from the bundle's {ab.classes}")
     return bank_audio_set(prep.train, ab), bank_audio_set(prep.val, ab), dict(prep.split)
+
+
+def _fold_refit_audio(checkpoint: Path, cfg: TrainConfig, info: dict[str, Any], ab: AudioBundle):
+    """(train, held-out) for an encoder refitted on every speaker after `--folds`: it has no held-out
+    speaker, so the alignment holds out the fold with the most speakers (the same folds, same seed) and
+    is scored on them; the encoder did hear those voices, which the split's rule says."""
+    from trainer.audio.folds import make_folds  # the fold protocol's module pulls in the training loop
+
+    pool, extra = prepare_pool(cfg, ab.frontend, progress=False)
+    if sorted(info["split"].get("train_speakers", [])) != pool.split["train_speakers"]:
+        raise SynesthesiaError(f"{checkpoint}: the corpora now hold other speakers than when the encoder was trained")
+    folds, protocol = make_folds(pool.train, cfg)
+    speakers = np.asarray(pool.train.speakers)
+    held = max(range(len(folds)), key=lambda k: (len(set(speakers[folds[k]])), -k))
+    mask = np.zeros(len(pool.train), dtype=bool)
+    mask[folds[held]] = True
+    train = ClipBank.concat([pool.train.subset(np.flatnonzero(~mask)), extra])
+    val = pool.train.subset(folds[held])
+    split = {
+        "rule": f"alignment hold-out: fold {held + 1} of {protocol} (the encoder, refitted on every speaker, "
+        "heard these voices; the audio-to-art alignment did not)",
+        "val_speakers": sorted(set(val.speakers)),
+    }
+    return bank_audio_set(train, ab), bank_audio_set(val, ab), split
 
 
 def bank_audio_set(bank: Any, ab: AudioBundle) -> AudioSet:
