@@ -313,7 +313,8 @@ def test_default_pipeline_ships_the_fold_refit_with_fold_means(tmp_path: Path, c
     from trainer.space.align import AlignConfig, AudioAlignConfig
 
     runs, out = tmp_path / "runs", tmp_path / "bundle"
-    argv = ["default", "--data", "synthetic:6", "--epochs", "2", "--width", "4", "--rnn-hidden", "16", "--no-compile"]
+    argv = ["default", "--data", "synthetic:6", "--synthetic-per-class", "0", "--epochs", "2", "--width", "4"]
+    argv += ["--rnn-hidden", "16", "--no-compile"]
     argv += ["--runs", str(runs), "--out", str(out), "--latency-runs", "2", "--cache-dir", str(cache)]
     assert main([*argv, "--steps", "cv", "--steps", "bundle"]) == 0
     metrics = load_bundle(out).manifest.metrics

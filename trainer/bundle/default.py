@@ -85,6 +85,8 @@ RECIPE: dict[str, Any] = {
     "balance": Balance.SPEAKER,
 }
 
+SYNTHETIC_PER_CLASS = 100  # the demo tour's procedural voices (tests/test_demo.py reads each leg as its emotion)
+
 # the goals of the default encoder (issues "Trainer I" and 12); with a cv run the figures are fold means,
 # the cross-language one is leave-one-corpus-out with EmoDB (German) held out of English training
 GOALS = {
@@ -358,7 +360,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=list(Balance),
         help="default: speaker (--balance none: the 2026-12-01 bundle)",
     )
-    parser.add_argument("--synthetic-per-class", type=int, default=0)
+    parser.add_argument(
+        "--synthetic-per-class",
+        type=int,
+        default=SYNTHETIC_PER_CLASS,
+        help=f"procedural clips per class added to training, weighing as one speaker (default {SYNTHETIC_PER_CLASS}: "
+        "the demo source's voices, so `synth:tour:music` is heard as each of its emotions)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache-dir", type=Path)
     parser.add_argument("--latency-runs", type=int, default=200)
