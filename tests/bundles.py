@@ -37,12 +37,18 @@ def make_bundle(
     audio_model = audio_model_from_config({"arch": arch, "width": 8, "embedding_dim": 32, "rnn_hidden": 32}, 128)
     gen = None
     if generator:
-        gcfg = GeneratorConfig(resolution=resolution, z_dim=16, base_channels=4, max_channels=64, arch=generator_arch)
+        cascade = (
+            {"base_resolution": resolution // 4, "refiner_channels": (8, 8, 4)} if generator_arch == "cascade" else {}
+        )
+        gcfg = GeneratorConfig(
+            resolution=resolution, z_dim=16, base_channels=4, max_channels=64, arch=generator_arch, **cascade
+        )
         gen = Generator(gcfg)
         if lively:
+            body = gen.base if generator_arch == "cascade" else gen
             with torch.no_grad():
-                gen.fc.weight[:, :16] *= 8.0
-                gen.out_conv.weight *= 4.0
+                body.fc.weight[:, :16] *= 8.0
+                body.out_conv.weight *= 4.0
         # a few train-mode passes so BatchNorm statistics are not the identity defaults
         gen.train()
         with torch.no_grad():

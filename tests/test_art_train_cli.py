@@ -98,6 +98,7 @@ def test_art_half_in_a_bundle_and_evaluate(workdir: Path, capsys: pytest.Capture
     from engine.models.upsampler import UpsamplerConfig
     from trainer.art.encoder import ImageEncoderConfig
     from trainer.bundle.art_default import ArtHalfConfig, add_art_half_to_bundle, build_art_half
+    from trainer.gan.cascade import RefinerTrainConfig
     from trainer.gan.model import DiscriminatorConfig
     from trainer.gan.train import GanConfig
     from trainer.gan.upsampler import UpsamplerTrainConfig
@@ -113,16 +114,18 @@ def test_art_half_in_a_bundle_and_evaluate(workdir: Path, capsys: pytest.Capture
     )  # fmt: skip
     tr, va = speaker_split(audio.speakers, 0.2, 7001)
     cfg = ArtHalfConfig(
-        art_per_class=8, art_val_per_class=4, art_size=32, index_per_class=3, thumbnail=8, eval_per_class=4,
+        art_per_class=8, art_val_per_class=4, art_size=64, index_per_class=3, thumbnail=8, eval_per_class=4,
         align=AlignConfig(
             art=ArtSpaceConfig(image=ImageEncoderConfig(input_size=32, width=8), steps=4, per_class=4),
             audio=AudioAlignConfig(steps=4, per_class=4),
         ),
         gan=GanConfig(
-            generator=GeneratorConfig(resolution=32, z_dim=8, base_channels=4, max_channels=32),
+            generator=GeneratorConfig(resolution=32, z_dim=8, base_channels=4, max_channels=32, arch="v2"),
             discriminator=DiscriminatorConfig(resolution=32, base_channels=4), steps=2, batch_size=4,
         ),
-        upsampler=UpsamplerTrainConfig(upsampler=UpsamplerConfig(factor=2, channels=(4,)), generator_resolution=32,
+        refiner=RefinerTrainConfig(resolution=64, base_resolution=32, channels=(4, 4), d_channels=4, crop=16,
+                                   batch_size=2, steps=2, checkpoint_every=1),
+        upsampler=UpsamplerTrainConfig(upsampler=UpsamplerConfig(factor=2, channels=(4,)), generator_resolution=64,
                                        steps=2, batch_size=2, crop=8),
         upsampler_per_class=1,
     )  # fmt: skip
@@ -131,7 +134,8 @@ def test_art_half_in_a_bundle_and_evaluate(workdir: Path, capsys: pytest.Capture
 
     b = load_bundle(bundle)  # every hash checks out
     m = b.manifest
-    assert m.generator is not None and m.generator.resolution == 32
+    assert m.generator is not None and m.generator.resolution == 64 and m.generator.config.arch == "cascade"
+    assert (workdir / "runs" / "cascade" / "refiner_last.pt").is_file()  # the refiner stage ran on the base
     index = b.art_index()
     assert index is not None and index["vectors"].shape == (12, 128) and index["thumbnails"].shape == (12, 8, 8, 3)
     art = m.metrics["art"]
@@ -161,6 +165,7 @@ def test_art_half_in_a_bundle_and_evaluate(workdir: Path, capsys: pytest.Capture
     )
     assert (
         not (workdir / "runs_reuse" / "gan").exists()
+        and not (workdir / "runs_reuse" / "cascade").exists()
         and not (workdir / "runs_reuse" / "align" / "art_space.pt").exists()
     )
     for p, q in zip(again.generator.state_dict().values(), source.generator.state_dict().values(), strict=True):

@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "compare": ("trainer.audio.compare", "all seven families under one protocol on one split: table and plots"),
     "align": ("trainer.space.align", "align audio and art in the shared space (contrastive)"),
     "gan": ("trainer.gan.train", "train the conditional GAN on the art corpus"),
+    "cascade": ("trainer.gan.cascade", "train a cascade generator's refiner (64 px base -> 256 px) and join them"),
     "upsampler": ("trainer.gan.upsampler", "train the small display up-sampler (x2/x4) on the procedural corpus"),
     "export": ("trainer.bundle.export_cli", "checkpoint -> model bundle (ONNX + parity check, TensorRT when present)"),
     "evaluate": ("trainer.bundle.evaluate", "evaluate a bundle on labelled audio: accuracy, macro-F1, VA"),

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 
 class Arch(StrEnum):
@@ -40,7 +40,7 @@ class EncoderConfig(BaseModel):
     )
 
 
-ARCHS = ("v1", "v2")
+ARCHS = ("v1", "v2", "cascade")
 UPSAMPLE_MODES = ("nearest", "bilinear", "blur")
 
 
@@ -58,6 +58,10 @@ class GeneratorConfig(BaseModel):
     noise: bool = Field(True, description="v2: per-pixel noise inputs")
     sle: bool = Field(True, description="v2: skip-layer excitation (FastGAN)")
     min_channels: int = Field(0, ge=0, description="v2: floor on every block's width (capacity at high res)")
+    # cascade: a v2 generator paints the layout at base_resolution (widths from base_channels there), and a
+    # conditional detail network (engine.models.generator.Refiner) takes it to `resolution`
+    base_resolution: int = Field(0, ge=0, description="cascade: the base generator's resolution")
+    refiner_channels: tuple[int, ...] = Field((), description="cascade: refiner widths, stem then one per x2 level")
 
     @field_validator("resolution")
     @classmethod
@@ -73,6 +77,24 @@ class GeneratorConfig(BaseModel):
         if v not in choices:
             raise ValueError(f"{info.field_name} must be one of {', '.join(choices)}")
         return v
+
+    @model_validator(mode="after")
+    def _cascade(self) -> GeneratorConfig:
+        if self.arch != "cascade":
+            return self
+        r = self.base_resolution
+        if r < 16 or r & (r - 1) or r >= self.resolution:
+            raise ValueError("cascade: base_resolution must be a power of two, 16 or more, below resolution")
+        levels = int(math.log2(self.resolution // r))
+        if len(self.refiner_channels) != levels + 1:
+            raise ValueError(f"cascade: refiner_channels needs {levels + 1} widths (stem + one per x2 level)")
+        return self
+
+    def base(self) -> GeneratorConfig:
+        """cascade: the config of the base generator (v2 at base_resolution)."""
+        return self.model_copy(
+            update={"arch": "v2", "resolution": self.base_resolution, "base_resolution": 0, "refiner_channels": ()}
+        )
 
     @property
     def n_blocks(self) -> int:

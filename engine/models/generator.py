@@ -14,6 +14,10 @@ Two architectures share the `G(z, c) -> [B, 3, R, R]` contract (docs/art_trainin
   channels of a block at 16x the resolution), `min_channels` (a floor on the width at high resolution).
   Noise is drawn from torch's generator in training; in eval mode and in ONNX it is a fixed buffer, so
   the exported network is a deterministic function of (z, c).
+- `arch="cascade"`: a v2 generator paints the layout at `base_resolution` and a `Refiner` adds the detail up
+  to `resolution` (a Laplacian-pyramid cascade, Denton et al. 2015). The two parts train apart, the base as
+  a small GAN and the refiner as a conditional super-resolution GAN on crops of the corpus, which is what
+  makes 256 px affordable on two CPU cores; the exported network is still one G(z, c).
 """
 
 from __future__ import annotations
@@ -143,6 +147,38 @@ class UpBlockV2(nn.Module):
         return h + self.skip(self.up_x(x))
 
 
+class Refiner(nn.Module):
+    """x [B, 3, r, r] in [-1, 1] and c [B, cond_dim] -> [B, 3, R, R]: conditional detail for R = r * 2^k.
+
+    A stem convolution, then one resize-then-conv block per x2 (CBN from c, noise inputs), and an RGB
+    residual added to the bilinear up-sample of x, so colours and layout stay x's and the network only
+    paints what the up-sample lacks: edges, strokes, grain. Fully convolutional, so it trains on crops.
+    """
+
+    def __init__(self, cfg: GeneratorConfig) -> None:
+        super().__init__()
+        ch = cfg.refiner_channels
+        self.factor = cfg.resolution // cfg.base_resolution
+        self.stem = nn.Conv2d(3, ch[0], 3, padding=1, padding_mode="replicate")
+        levels = cfg.model_copy(update={"upsample": "blur", "noise": True})
+        # noise seeds after the base's (which uses 2 * block index), so the two grains differ
+        self.blocks = nn.ModuleList(
+            UpBlockV2(ch[i], ch[i + 1], levels, cfg.base_resolution * 2 ** (i + 1), 32 + i) for i in range(len(ch) - 1)
+        )  # fmt: skip
+        self.out_norm = nn.BatchNorm2d(ch[-1])
+        self.out_conv = nn.Conv2d(ch[-1], 3, 3, padding=1, padding_mode="replicate")
+        # zero residual at the start: an untrained refiner is the bilinear up-sample, a stable first step
+        nn.init.zeros_(self.out_conv.weight)
+        nn.init.zeros_(self.out_conv.bias)
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        h = self.stem(x)
+        for block in self.blocks:
+            h = block(h, cond)
+        up = F.interpolate(x, scale_factor=float(self.factor), mode="bilinear", align_corners=False)
+        return (up + self.out_conv(F.relu(self.out_norm(h)))).clamp(-1.0, 1.0)
+
+
 class Generator(nn.Module):
     """z [B, Z] and condition c [B, cond_dim] -> image [B, 3, R, R] in [-1, 1]."""
 
@@ -152,6 +188,10 @@ class Generator(nn.Module):
     def __init__(self, cfg: GeneratorConfig) -> None:
         super().__init__()
         self.config = cfg
+        if cfg.arch == "cascade":
+            self.base = Generator(cfg.base())
+            self.refiner = Refiner(cfg)
+            return
         ch = cfg.channels()
         self.ch0 = ch[0]
         # the condition enters twice: concatenated to z for the layout, and through every CBN for style
@@ -170,6 +210,8 @@ class Generator(nn.Module):
         self.out_conv = nn.Conv2d(ch[-1], 3, 3, padding=1, padding_mode=pad)
 
     def forward(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        if self.config.arch == "cascade":
+            return self.refiner(self.base(z, c), c)
         h = self.fc(torch.cat([z, c], dim=1)).reshape(z.shape[0], self.ch0, 4, 4)  # [B, ch0, 4, 4]
         outputs: list[torch.Tensor] = []
         for k, block in enumerate(self.blocks):

@@ -18,7 +18,7 @@ import logging
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ from trainer.bundle import speed
 from trainer.bundle.export import TensorRTMode, compile_tensorrt, write_bundle
 from trainer.gan import evaluate as art_eval
 from trainer.gan import quality
+from trainer.gan.cascade import RefinerTrainConfig, join, train_refiner
 from trainer.gan.model import ConditionBank, DiscriminatorConfig, condition_bank
 from trainer.gan.train import GanConfig, ema_generator_from_checkpoint, load_gan_checkpoint, save_gan_outputs, train_gan
 from trainer.gan.upsampler import UpsamplerTrainConfig, train_upsampler
@@ -80,23 +81,30 @@ SHIPPED_GAN = GanConfig(
     sample_every=400,
 )
 
-# The GAN the default recipe trains now (issue 11): generator v2 (anti-aliased resize-then-conv, noise
-# inputs, skip-layer excitation) at 256 px, widths 8 at full resolution, discriminator 16, batch 16, two D
-# updates per G update, 4000 steps -- `--recipe cpu` of `synesthesia-train gan` (docs/art_training.md §3).
+# The GAN the default recipe trains now (issue 11): a cascade. Its base is generator v2 (anti-aliased
+# resize-then-conv, noise inputs) at 64 px, widths 8, batch 8, two D updates per G update, 2500 steps; the
+# refiner (DEFAULT_REFINER) takes it to 256 px (docs/art_training.md §3).
 DEFAULT_GAN = SHIPPED_GAN.model_copy(
     update={
-        "generator": GeneratorConfig(resolution=256, z_dim=64, cond_dim=128, base_channels=8, arch="v2"),
-        "discriminator": DiscriminatorConfig(resolution=256, cond_dim=128, base_channels=16),
-        "steps": 4000,
+        "generator": GeneratorConfig(resolution=64, z_dim=64, cond_dim=128, base_channels=8, arch="v2"),
+        "discriminator": DiscriminatorConfig(resolution=64, cond_dim=128, base_channels=8),
+        "batch_size": 8,
+        "steps": 2500,
+        "checkpoint_every": 100,
+        "sample_every": 500,
     }
 )
+DEFAULT_REFINER = RefinerTrainConfig(resolution=256, base_resolution=64, steps=3000)
 
-# The documented commands behind each figure (`synesthesia-train align` / `gan` with these flags
-# reproduce the default bundle's runs under runs/default; --evaluate recomputes the metrics of a bundle).
+# The documented commands behind each figure (`synesthesia-train align` / `gan` / `cascade` with these
+# flags reproduce the default bundle's runs under runs/default; --evaluate recomputes the metrics of a bundle).
 ART_SPACE_COMMAND = "synesthesia-train align --art-only --out runs/default/align"
 GAN_COMMAND = (
-    "synesthesia-train gan --recipe cpu --out runs/default/gan --align runs/default/align/art_space.pt "
-    "--ema-decay 0.995 --audio-fraction 0 --checkpoint-every 200 --sample-every 400"
+    "synesthesia-train gan --out runs/default/gan --align runs/default/align/art_space.pt --resolution 64 "
+    "--base-channels 8 --d-channels 8 --batch-size 8 --steps 2500 --art-size 256 --audio-fraction 0 "
+    "--ema-decay 0.995 --checkpoint-every 100 --sample-every 500 && "
+    "synesthesia-train cascade --base runs/default/gan/gan_last.pt --align runs/default/align/art_space.pt "
+    "--out runs/default/cascade --art-size 256 --steps 3000"
 )
 # The display up-sampler the default recipe trains (x2 on the generator's 256 px frames).
 DEFAULT_UPSAMPLER = UpsamplerTrainConfig(upsampler=UpsamplerConfig(factor=2), generator_resolution=256, steps=1500)
@@ -115,6 +123,7 @@ class ArtHalfConfig(BaseModel):
     eval_per_class: int = Field(200, ge=2, description="generated images per emotion for the metrics")
     align: AlignConfig = AlignConfig()
     gan: GanConfig = DEFAULT_GAN
+    refiner: RefinerTrainConfig | None = Field(DEFAULT_REFINER, description="None: the GAN's generator alone")
     upsampler: UpsamplerTrainConfig | None = Field(DEFAULT_UPSAMPLER, description="None: no display up-sampler")
     upsampler_per_class: int = Field(60, ge=1, description="artworks per emotion rendered for the up-sampler")
 
@@ -143,6 +152,25 @@ class ArtSource:
     art_space_metrics: dict[str, Any]
     gan_data: dict[str, Any]
     upsampler: Upsampler | None = None  # the bundle's display up-sampler, if it has one
+
+
+def with_generator(source: ArtSource, path: Path, command: str | None = None) -> ArtSource:
+    """`source` with another generator (a generator checkpoint, e.g. a cascade's generator_ema.pt) trained in
+    the same art space; the source's up-sampler is dropped when it was made for another resolution."""
+    generator = load_generator(path).eval()
+    if generator.config.cond_dim != source.generator.config.cond_dim:
+        raise ConfigError(f"{path}: takes {generator.config.cond_dim}-d conditions, the art space has "
+                          f"{source.generator.config.cond_dim}")  # fmt: skip
+    upsampler = source.upsampler if generator.config.resolution == source.generator.config.resolution else None
+    ckpt = load_checkpoint(path, "generator")
+    gan_data = {
+        "resolution": generator.config.resolution,
+        "arch": generator.config.arch,
+        "generator_from": str(path),
+        **({"cascade": ckpt["cascade"]} if "cascade" in ckpt else {}),
+        **({"command": command} if command else {}),
+    }
+    return replace(source, generator=generator, upsampler=upsampler, gan_data=gan_data)
 
 
 def load_art_source(bundle_dir: Path) -> ArtSource:
@@ -257,6 +285,12 @@ def build_art_half(
         result = train_gan(art_train, bank, cfg.gan, gan_dir, resume=reuse)
         save_gan_outputs(result, gan_dir)
         generator = result.generator
+    if art_source is None and cfg.refiner is not None:
+        # the cascade's refiner on the base just trained (resumed or reused from its checkpoint)
+        bank = condition_bank(space.art_encoder, art_train)
+        gcfg = cfg.refiner.generator_config(generator.config)
+        refined = train_refiner(art_train, bank, cfg.refiner, gcfg, runs / "cascade", resume=reuse)
+        generator = join(generator, refined.refiner, gcfg)
     timings["gan_s"] = round(time.perf_counter() - t0, 1)
 
     res = generator.config.resolution
@@ -326,7 +360,13 @@ def build_art_half(
         "alignment_audio": audio_data or {},
         "gan": art_source.gan_data
         if art_source is not None
-        else {"resolution": cfg.gan.generator.resolution, "steps": cfg.gan.steps, "conditions": "artworks"},
+        else {
+            "resolution": generator.config.resolution,
+            "arch": generator.config.arch,
+            "steps": cfg.gan.steps,
+            "refiner_steps": cfg.refiner.steps if cfg.refiner is not None else None,
+            "conditions": "artworks",
+        },
     }
     extra = {ART_ENCODER_FILE: align_dir / ART_ENCODER_FILE}
     for png in sorted(figures.glob("*.png")):

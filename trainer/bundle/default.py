@@ -39,8 +39,8 @@ from trainer.audio import reports
 from trainer.audio.config import CORPUS_FOLDS, AudioAugment, Balance, SplitKind, TrainConfig, json_safe
 from trainer.audio.folds import cross_validate
 from trainer.audio.loop import checkpoint_info, train
+from trainer.bundle.art_default import GAN_COMMAND, load_art_source, with_generator
 from trainer.bundle.art_default import build_default as build_art_default
-from trainer.bundle.art_default import load_art_source
 from trainer.bundle.export import TensorRTMode, compile_tensorrt, write_bundle
 
 log = logging.getLogger("synesthesia.train.default")
@@ -344,6 +344,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "evaluation run again (it may be --out itself: it is read before the bundle is rewritten)",
     )
     parser.add_argument(
+        "--generator",
+        type=Path,
+        metavar="CKPT",
+        help="with --art-from: this generator (trained in that art space, e.g. runs/default/cascade/generator_ema.pt "
+        "from `synesthesia-train cascade`) instead of the source bundle's",
+    )
+    parser.add_argument(
         "--compile",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -389,6 +396,10 @@ def run(args: argparse.Namespace) -> int:
     art_source = None
     if args.art_from is not None and Step.GAN in steps:
         art_source = load_art_source(Path(args.art_from))  # read now: the bundle step may rewrite that folder
+        if args.generator is not None:
+            art_source = with_generator(art_source, args.generator, GAN_COMMAND)
+    elif args.generator is not None:
+        raise ConfigError("--generator replaces the generator of --art-from's art half: give --art-from too")
     source = None
     if Step.BUNDLE in steps:
         source = write_default_bundle(Path(args.out), results, cfgs, command)

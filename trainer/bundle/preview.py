@@ -1,6 +1,7 @@
 """A preview bundle: a finished bundle with the EMA generator of a GAN run at whatever step it has reached.
 
     python -m trainer.bundle.preview runs/gan256/gan_last.pt --from assets/default --out runs/preview
+    python -m trainer.bundle.preview runs/cascade/generator_ema.pt --from assets/default --out runs/preview
 
 For looking at a run in the real engine (`synesthesia run --bundle runs/preview`, screenshots) before it is
 finished: the audio model, art index and art encoder are the source bundle's (the run must have been trained
@@ -19,16 +20,22 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from engine.models.bundle import MANIFEST, load_bundle
+from engine.models.checkpoint import load_checkpoint, load_generator
 from trainer.bundle.export import write_bundle
 from trainer.gan.train import ema_generator_from_checkpoint, load_gan_checkpoint
 from trainer.space.data import load_audio_bundle
 
 
 def write_preview(checkpoint: Path, source: Path, out: Path) -> Path:
-    """Write `out` (replaced if present) and return it."""
-    ckpt = load_gan_checkpoint(checkpoint)
-    step = int(ckpt["step"])
-    G = ema_generator_from_checkpoint(ckpt)
+    """Write `out` (replaced if present) and return it. `checkpoint`: a GAN run's gan_last.pt, or a generator
+    checkpoint such as a cascade's generator_ema.pt (`synesthesia-train cascade`)."""
+    if load_checkpoint(checkpoint).get("kind") == "generator":
+        G = load_generator(checkpoint).eval()
+        step = int(load_checkpoint(checkpoint, "generator").get("cascade", {}).get("step", 0))
+    else:
+        ckpt = load_gan_checkpoint(checkpoint)
+        step = int(ckpt["step"])
+        G = ema_generator_from_checkpoint(ckpt)
     bundle = load_bundle(source)
     if bundle.manifest.shared_dim != G.config.cond_dim:
         raise SystemExit(
@@ -71,7 +78,7 @@ def write_preview(checkpoint: Path, source: Path, out: Path) -> Path:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m trainer.bundle.preview", description=__doc__.splitlines()[0])
-    parser.add_argument("checkpoint", type=Path, help="a GAN run's gan_last.pt")
+    parser.add_argument("checkpoint", type=Path, help="a GAN run's gan_last.pt, or a generator (generator_ema.pt)")
     parser.add_argument("--from", dest="source", type=Path, default=Path("assets/default"), help="source bundle")
     parser.add_argument("--out", type=Path, default=Path("runs/preview"))
     args = parser.parse_args(argv)

@@ -26,6 +26,7 @@ class DiscriminatorConfig(BaseModel):
     cond_dim: int = Field(128, gt=0)
     base_channels: int = Field(16, gt=0, description="channels of the first block; doubles per halving")
     max_channels: int = Field(256, gt=0)
+    in_channels: int = Field(3, gt=0, description="3 for an image; 6 for the refiner's (image, up-sampled input) pairs")
 
     def channels(self) -> list[int]:
         """Output channels of each down block, from full resolution to 4x4."""
@@ -59,14 +60,14 @@ class DownBlock(nn.Module):
 
 
 class ProjectionDiscriminator(nn.Module):
-    """D(x [B, 3, R, R], c [B, cond_dim]) -> score [B]: psi(phi(x)) + <V c, phi(x)>."""
+    """D(x [B, in_channels, R, R], c [B, cond_dim]) -> score [B]: psi(phi(x)) + <V c, phi(x)>."""
 
     def __init__(self, cfg: DiscriminatorConfig) -> None:
         super().__init__()
         self.config = cfg
         ch = cfg.channels()
         blocks = []
-        c_in = 3
+        c_in = cfg.in_channels
         for i, c_out in enumerate(ch):
             blocks.append(DownBlock(c_in, c_out, down=True, first=i == 0))
             c_in = c_out

@@ -345,8 +345,16 @@ def _progress(steps: range, start: int, total: int, show: bool) -> Any:
     return tqdm(steps, initial=start, total=total, desc="gan", unit="step", dynamic_ncols=True)
 
 
-def loss_curves(history: list[dict[str, float]], path: Path) -> Path | None:
-    """D and G hinge losses, diversity and D's mean scores against the step (from the logged history)."""
+GAN_PANELS = (
+    (("d", "D hinge"), ("g", "G adversarial"), ("ms", "mode seeking")),
+    (("real", "D(real)"), ("fake", "D(fake)")),
+)
+
+
+def loss_curves(
+    history: list[dict[str, float]], path: Path, panels: tuple[tuple[tuple[str, str], ...], ...] = GAN_PANELS
+) -> Path | None:
+    """Curves of the logged history against the step, one panel per group of (key, label)."""
     if not history:
         return None
     import matplotlib
@@ -355,12 +363,10 @@ def loss_curves(history: list[dict[str, float]], path: Path) -> Path | None:
     import matplotlib.pyplot as plt
 
     steps = [r["step"] for r in history]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.5))
-    for key, label in (("d", "D hinge"), ("g", "G adversarial"), ("ms", "mode seeking")):
-        ax1.plot(steps, [r[key] for r in history], label=label)
-    for key, label in (("real", "D(real)"), ("fake", "D(fake)")):
-        ax2.plot(steps, [r[key] for r in history], label=label)
-    for ax in (ax1, ax2):
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.5), squeeze=False)
+    for ax, panel in zip(axes[0], panels, strict=True):
+        for key, label in panel:
+            ax.plot(steps, [r[key] for r in history], label=label)
         ax.set_xlabel("step")
         ax.legend()
     fig.tight_layout()
