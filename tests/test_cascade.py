@@ -3,6 +3,7 @@ exported and run as one G(z, c)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -132,3 +133,43 @@ def test_cascade_bundle_runs_in_every_backend(tmp_path_factory: pytest.TempPathF
     runner = frame_runner(bundle, other, backend)
     (frame,) = runner(*example_inputs(Component.GENERATOR, bundle.manifest))
     assert frame.shape == (1, 3, 64, 64) and np.isfinite(frame).all()
+
+
+def test_texture_loss_sees_missing_grain() -> None:
+    """The refiner's texture term is zero for the same picture, and grows when grain or edges are lost."""
+    from trainer.gan.cascade import band_std, texture_loss
+
+    sharp = torch.from_numpy(_painted(4, 64)).permute(0, 3, 1, 2).float() / 127.5 - 1
+    soft = F.interpolate(F.avg_pool2d(sharp, 4), scale_factor=4.0, mode="bilinear", align_corners=False)
+    assert band_std(sharp).shape == (4, 6)
+    assert texture_loss(sharp, sharp) == 0
+    grain = soft + 0.05 * torch.randn(soft.shape, generator=torch.Generator().manual_seed(0))
+    assert texture_loss(soft, sharp) > texture_loss(grain, sharp) > 0
+
+
+def test_a_generator_swapped_into_a_bundle_is_measured_and_runs(tmp_path: Path) -> None:
+    """generator_swap: the new generator ships with its own figures; the audio side is left as it was."""
+    from engine.models.checkpoint import save_generator
+    from trainer.bundle.art_default import ArtHalfConfig
+    from trainer.bundle.generator_swap import swap_generator
+
+    bundle = make_bundle(tmp_path / "b", generator=True, resolution=32, art_encoder=True)
+    before = load_bundle(bundle)
+    audio_hash = before.manifest.files["audio_model.onnx"]
+    cfg = GeneratorConfig(resolution=64, z_dim=16, cond_dim=128, base_channels=4, max_channels=16, arch="cascade",
+                          base_resolution=32, refiner_channels=(4, 4))  # fmt: skip
+    G = Generator(cfg).eval()
+    save_generator(G, tmp_path / "g.pt", extra={"cascade": {"step": 7}})
+    small = ArtHalfConfig(art_per_class=4, art_val_per_class=2, art_size=64, eval_per_class=2)
+    metrics = swap_generator(tmp_path / "g.pt", bundle, tmp_path / "cache", "made by a test", small, speed_frames=3)
+    after = load_bundle(bundle)  # every hash checks out
+    m = after.manifest
+    assert m.generator.resolution == 64 and m.generator.config.arch == "cascade"
+    assert m.files["audio_model.onnx"] == audio_hash and "art_encoder.pt" in m.files
+    art = m.metrics["art"]
+    assert art["gan_command"] == "made by a test" and m.data["gan"]["cascade"]["step"] == 7
+    assert {"sharpness", "grid_peak"} <= set(art["quality"]) and art == json.loads(json.dumps(metrics))
+    assert art["generator_speed"]["bundle_generator"]["resolution"] == 64
+    runner = open_runner(after, Component.GENERATOR, "onnx", "cpu").runner
+    (frame,) = runner(*example_inputs(Component.GENERATOR, m))
+    assert frame.shape == (1, 3, 64, 64)

@@ -94,7 +94,7 @@ DEFAULT_GAN = SHIPPED_GAN.model_copy(
         "sample_every": 500,
     }
 )
-DEFAULT_REFINER = RefinerTrainConfig(resolution=256, base_resolution=64, steps=3000)
+DEFAULT_REFINER = RefinerTrainConfig(resolution=256, base_resolution=64, steps=2400)
 
 # The documented commands behind each figure (`synesthesia-train align` / `gan` / `cascade` with these
 # flags reproduce the default bundle's runs under runs/default; --evaluate recomputes the metrics of a bundle).
@@ -104,7 +104,7 @@ GAN_COMMAND = (
     "--base-channels 8 --d-channels 8 --batch-size 8 --steps 2500 --art-size 256 --audio-fraction 0 "
     "--ema-decay 0.995 --checkpoint-every 100 --sample-every 500 && "
     "synesthesia-train cascade --base runs/default/gan/gan_last.pt --align runs/default/align/art_space.pt "
-    "--out runs/default/cascade --art-size 256 --steps 3000"
+    "--out runs/default/cascade --art-size 256 --steps 2400"
 )
 # The display up-sampler the default recipe trains (x2 on the generator's 256 px frames).
 DEFAULT_UPSAMPLER = UpsamplerTrainConfig(upsampler=UpsamplerConfig(factor=2), generator_resolution=256, steps=1500)

@@ -7,8 +7,10 @@ each part is cheap. The base (`synesthesia-train gan --resolution 64`) learns la
 the refiner (engine.models.generator.Refiner) learns what the corpus looks like one factor finer — edges,
 strokes, grain — from (area-downscaled, original) pairs of real artworks, on crops, since it is fully
 convolutional. Losses: hinge against a projection discriminator (spectral norm) that sees the crop beside
-the bilinear up-sample of its input and the condition, L1 to the original, and a consistency term (the
-output area-downscaled must give the input back) that keeps colour and layout the base's. The inputs are
+the bilinear up-sample of its input and the condition, L1 to the original, a consistency term (the
+output area-downscaled must give the input back) that keeps colour and layout the base's, and a texture
+term matching the high-frequency energy per band (`band_std`): L1 averages random grain away and a small
+discriminator on two CPU cores learns to ask for it only slowly. The inputs are
 lightly degraded (blur, noise) in training, since at run time they come from the base generator, not from
 real art. EMA weights are kept and exported.
 
@@ -69,6 +71,7 @@ class RefinerTrainConfig(BaseModel):
     w_adv: float = Field(1.0, ge=0, description="hinge loss weight")
     w_l1: float = Field(1.0, ge=0, description="L1 to the original crop")
     w_consistency: float = Field(10.0, ge=0, description="L1 of the area-downscaled output to the clean input")
+    w_texture: float = Field(1.0, ge=0, description="match of the high-frequency energy per band (grain, edges)")
     degrade_noise: float = Field(0.03, ge=0, description="max sd of Gaussian noise on the input (uniform per crop)")
     degrade_blur: float = Field(0.5, ge=0, le=1, description="max share of a 3x3 box blur mixed into the input")
     cond_noise: float = Field(0.03, ge=0)
@@ -101,7 +104,10 @@ class RefinerTrainConfig(BaseModel):
 
 
 RESUMABLE_CHANGES = ("steps", "checkpoint_every", "sample_every")
-REFINER_PANELS = ((("d", "D hinge"), ("adv", "refiner hinge")), (("l1", "L1"), ("cons", "consistency")))
+REFINER_PANELS = (
+    (("d", "D hinge"), ("adv", "refiner hinge")),
+    (("l1", "L1"), ("cons", "consistency"), ("texture", "texture")),
+)
 
 
 @dataclass
@@ -123,6 +129,26 @@ def degrade(x: torch.Tensor, cfg: RefinerTrainConfig, gen: torch.Generator) -> t
         sd = torch.rand(b, 1, 1, 1, generator=gen) * cfg.degrade_noise
         x = x + sd * torch.randn(x.shape, generator=gen)
     return x
+
+
+def band_std(x: torch.Tensor, levels: int = 2) -> torch.Tensor:
+    """Per image, channel and band: sd of the 3x3 Laplacian at full and halved resolutions, [B, 3 * levels].
+
+    The painter's film grain and edges live in these bands (most of the corpus's Laplacian variance is
+    grain), and an L1 or hinge loss alone leaves them too weak: the texture term matches them directly."""
+    kernel = x.new_tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]]).expand(3, 1, 3, 3)
+    out = []
+    for level in range(levels):
+        if level:
+            x = F.avg_pool2d(x, 2)
+        lap = F.conv2d(x, kernel, groups=3)  # [B, 3, H-2, W-2]
+        out.append(lap.flatten(2).std(dim=2))  # [B, 3]
+    return torch.cat(out, dim=1)
+
+
+def texture_loss(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """|log band sd(fake) - log band sd(real)|, averaged: relative, so faint and strong grain weigh alike."""
+    return (torch.log(band_std(fake) + 1e-4) - torch.log(band_std(real) + 1e-4)).abs().mean()
 
 
 def crops(images: torch.Tensor, index: torch.Tensor, size: int, factor: int, gen: torch.Generator) -> torch.Tensor:
@@ -208,7 +234,7 @@ def train_refiner(
     # 4. The loop: one D update and one refiner update per step.
     B = cfg.batch_size
     t0 = time.perf_counter()
-    window = {"d": 0.0, "adv": 0.0, "l1": 0.0, "cons": 0.0}
+    window = {"d": 0.0, "adv": 0.0, "l1": 0.0, "cons": 0.0, "texture": 0.0}
     n_window = 0
     R.train()
     D.train()
@@ -238,7 +264,8 @@ def train_refiner(
         adv = g_hinge_loss(D(torch.cat([fake, up], 1), c))
         l1 = (fake - high).abs().mean()
         cons = (F.avg_pool2d(fake, f) - low).abs().mean()
-        loss_g = cfg.w_adv * adv + cfg.w_l1 * l1 + cfg.w_consistency * cons
+        texture = texture_loss(fake, high)
+        loss_g = cfg.w_adv * adv + cfg.w_l1 * l1 + cfg.w_consistency * cons + cfg.w_texture * texture
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         opt_g.step()
@@ -246,7 +273,7 @@ def train_refiner(
             p.requires_grad_(True)
         update_ema(R_ema, R, 0.0 if step <= cfg.ema_start else cfg.ema_decay)
 
-        for key, value in (("d", loss_d), ("adv", adv), ("l1", l1), ("cons", cons)):
+        for key, value in (("d", loss_d), ("adv", adv), ("l1", l1), ("cons", cons), ("texture", texture)):
             window[key] += value.item()
         n_window += 1
         if step % 50 == 0 or step == cfg.steps:
@@ -254,8 +281,8 @@ def train_refiner(
             history.append(row)
             rate = (time.perf_counter() - t0) / (step - start)
             log.info(
-                "refiner step %d/%d  D %.3f  adv %.3f  L1 %.4f  consistency %.4f  %.2f s/step",
-                step, cfg.steps, row["d"], row["adv"], row["l1"], row["cons"], rate,
+                "refiner step %d/%d  D %.3f  adv %.3f  L1 %.4f  consistency %.4f  texture %.3f  %.2f s/step",
+                step, cfg.steps, row["d"], row["adv"], row["l1"], row["cons"], row["texture"], rate,
             )  # fmt: skip
             window = dict.fromkeys(window, 0.0)
             n_window = 0
