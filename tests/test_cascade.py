@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from engine.errors import ConfigError
 from engine.inference.base import Component, example_inputs
 from engine.inference.chain import frame_runner
 from engine.inference.select import open_runner
@@ -173,3 +174,19 @@ def test_a_generator_swapped_into_a_bundle_is_measured_and_runs(tmp_path: Path) 
     runner = open_runner(after, Component.GENERATOR, "onnx", "cpu").runner
     (frame,) = runner(*example_inputs(Component.GENERATOR, m))
     assert frame.shape == (1, 3, 64, 64)
+
+
+def test_default_takes_another_generator_with_the_art_half(tmp_path: Path) -> None:
+    """`synesthesia-train default --art-from B --generator CKPT`: B's art space with CKPT's generator."""
+    from engine.models.checkpoint import save_generator
+    from trainer.bundle.art_default import load_art_source, with_generator
+
+    bundle = make_bundle(tmp_path / "b", generator=True, resolution=32, art_encoder=True)
+    G = Generator(_cascade_cfg(z_dim=16, cond_dim=128)).eval()
+    save_generator(G, tmp_path / "g.pt", extra={"cascade": {"step": 3}})
+    source = with_generator(load_art_source(bundle), tmp_path / "g.pt", "cmd")
+    assert source.generator.config.arch == "cascade" and source.upsampler is None
+    assert source.gan_data["cascade"]["step"] == 3 and source.gan_data["command"] == "cmd"
+    save_generator(Generator(_cascade_cfg(z_dim=16, cond_dim=32)).eval(), tmp_path / "bad.pt")
+    with pytest.raises(ConfigError, match="32-d conditions"):
+        with_generator(load_art_source(bundle), tmp_path / "bad.pt")
