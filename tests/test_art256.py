@@ -178,20 +178,24 @@ def test_v2_bundle_with_upsampler_runs_in_every_backend(v2_bundle: Path, backend
     assert canvas.get_size() == (128, 72)
 
 
-def test_old_default_bundle_loads_and_renders() -> None:
-    """The shipped 128 px v1 bundle (config without the new keys) opens, runs without an up-sampler, renders."""
-    bundle = load_bundle(DEFAULT_BUNDLE)
-    gen = bundle.manifest.generator
-    assert gen is not None and gen.config.arch == "v1" and bundle.manifest.upsampler is None
-    for backend in ("torch", "onnx"):
-        runner = frame_runner(bundle, open_runner(bundle, Component.GENERATOR, backend, "cpu").runner, backend)
-        assert runner.resolution == gen.resolution and runner.upsampler is None
-        z, c = example_inputs(Component.GENERATOR, bundle.manifest)
-        (frame,) = runner(z, c)
-        assert frame.shape == (1, 3, 128, 128) and np.isfinite(frame).all()
-        painter = FramePainter(runner.resolution, (320, 180), bundle.classes, PostSettings())
-        step = GeneratorStep(runner, runner.resolution, gen.z_dim, bundle.manifest.shared_dim, fps=60)
-        assert painter(step(z, c)).get_size() == (320, 180)
+def test_default_bundle_loads_and_renders(tmp_path: Path) -> None:
+    """The shipped bundle opens, its generator runs in torch and ONNX Runtime, and frames render; a bundle
+    with a v1 generator (every bundle before issue 11; old configs without the new keys: see above) too."""
+    old = make_bundle(tmp_path / "v1", generator=True, resolution=32)
+    for path in (DEFAULT_BUNDLE, old):
+        bundle = load_bundle(path)
+        gen = bundle.manifest.generator
+        assert gen is not None and bundle.manifest.upsampler is None
+        for backend in ("torch", "onnx"):
+            runner = frame_runner(bundle, open_runner(bundle, Component.GENERATOR, backend, "cpu").runner, backend)
+            assert runner.resolution == gen.resolution and runner.upsampler is None
+            z, c = example_inputs(Component.GENERATOR, bundle.manifest)
+            (frame,) = runner(z, c)
+            assert frame.shape == (1, 3, gen.resolution, gen.resolution) and np.isfinite(frame).all()
+            painter = FramePainter(runner.resolution, (320, 180), bundle.classes, PostSettings())
+            step = GeneratorStep(runner, runner.resolution, gen.z_dim, bundle.manifest.shared_dim, fps=60)
+            assert painter(step(z, c)).get_size() == (320, 180)
+    assert load_bundle(old).manifest.generator.config.arch == "v1"
 
 
 # ------------------------------------------------------------------------------------------------ measures
