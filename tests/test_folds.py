@@ -334,3 +334,17 @@ def test_default_pipeline_ships_the_fold_refit_with_fold_means(tmp_path: Path, c
     folds = [set(f) for f in metrics["default"]["fold_val_speakers"]]
     held = bundle.manifest.data["alignment_audio"]["real_val_speakers"]
     assert set(held) in folds  # one whole fold held out of the alignment
+
+
+def test_oof_report_gives_the_runs_fold_figures_from_the_file_alone(fold_run: Path) -> None:
+    """`python -m trainer.audio.oof_report OUT/oof.npz` recomputes the fold means of metrics.json."""
+    from trainer.audio.oof_report import main, oof_report
+
+    metrics = json.loads((fold_run / "metrics.json").read_text())
+    report = oof_report(fold_run / "oof.npz")
+    assert report["k"] == metrics["k"] == 3
+    for key in ("accuracy", "macro_f1", "valence_ccc", "arousal_ccc"):
+        assert report["mean_sd"][key]["mean"] == pytest.approx(metrics["mean_sd"][key]["mean"], abs=1e-6), key
+        assert report["mean_sd"][key]["sd"] == pytest.approx(metrics["mean_sd"][key]["sd"], abs=1e-6), key
+    assert report["pooled"]["confusion"] == metrics["pooled_out_of_fold"]["confusion"]
+    assert main([str(fold_run / "oof.npz")]) == 0
