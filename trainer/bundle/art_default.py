@@ -82,14 +82,15 @@ SHIPPED_GAN = GanConfig(
 )
 
 # The GAN the default recipe trains now (issue 11): a cascade. Its base is generator v2 (anti-aliased
-# resize-then-conv, noise inputs) at 64 px, widths 8, batch 8, two D updates per G update, 2500 steps; the
+# resize-then-conv, noise inputs) at 64 px, widths 8, batch 8, two D updates per G update, 4300 steps (where
+# the shipped base stopped); the
 # refiner (DEFAULT_REFINER) takes it to 256 px (docs/art_training.md §3).
 DEFAULT_GAN = SHIPPED_GAN.model_copy(
     update={
         "generator": GeneratorConfig(resolution=64, z_dim=64, cond_dim=128, base_channels=8, arch="v2"),
         "discriminator": DiscriminatorConfig(resolution=64, cond_dim=128, base_channels=8),
         "batch_size": 8,
-        "steps": 2500,
+        "steps": 4300,
         "checkpoint_every": 100,
         "sample_every": 500,
     }
@@ -101,7 +102,7 @@ DEFAULT_REFINER = RefinerTrainConfig(resolution=256, base_resolution=64, steps=2
 ART_SPACE_COMMAND = "synesthesia-train align --art-only --out runs/default/align"
 GAN_COMMAND = (
     "synesthesia-train gan --out runs/default/gan --align runs/default/align/art_space.pt --resolution 64 "
-    "--base-channels 8 --d-channels 8 --batch-size 8 --steps 2500 --art-size 256 --audio-fraction 0 "
+    "--base-channels 8 --d-channels 8 --batch-size 8 --steps 4300 --art-size 256 --audio-fraction 0 "
     "--ema-decay 0.995 --checkpoint-every 100 --sample-every 500 && "
     "synesthesia-train cascade --base runs/default/gan/gan_last.pt --align runs/default/align/art_space.pt "
     "--out runs/default/cascade --art-size 256 --steps 2400"
