@@ -225,3 +225,16 @@ def test_the_default_bundles_figures_are_what_its_frames_give() -> None:
     ratio = quality.sharpness_ratio(frames, corpus)
     recorded = bundle.manifest.metrics["art"]["quality"]["sharpness"]["generator_resolution"]
     assert ratio == pytest.approx(recorded, rel=0.5)  # 16 frames and 16 artworks against 64 and 128
+
+
+def test_display_sheet_puts_corpus_and_bundles_side_by_side(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from trainer.gan.display_sheet import SHOWN, sheet
+
+    old = make_bundle(tmp_path / "old", generator=True, resolution=32)
+    new = make_bundle(tmp_path / "new", generator=True, resolution=64, generator_arch="cascade", lively=True)
+    out = sheet([old, new], tmp_path / "sheet.png")
+    with Image.open(out) as img:
+        w, h = img.size
+    assert w > 3 * SHOWN[0] and h > 4 * SHOWN[1]  # three columns (corpus, old, new), four emotions
