@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from engine.models.bundle import load_bundle
+from engine.models.checkpoint import load_generator
 from engine.models.generator import GeneratorConfig
 from tests.bundles import make_bundle
 from trainer.cli import main
@@ -92,6 +93,19 @@ def test_gan_on_art_space_alone(workdir: Path) -> None:
          *TINY_DATA, *TINY_GAN, "--steps", "3", "--no-eval"]
     ) == 0  # fmt: skip
     assert (gan / "generator_ema.pt").is_file()
+    # the cascade's refiner on that 32 px base, to 64 px, joined into one generator
+    cascade = workdir / "cascade"
+    assert main(
+        ["cascade", "--base", str(gan / "gan_last.pt"), "--align", str(align / "art_space.pt"), "--out", str(cascade),
+         "--cache", str(workdir / "cache"), *TINY_DATA, "--art-size", "64", "--resolution", "64", "--channels", "4,4",
+         "--d-channels", "4", "--crop", "32", "--batch-size", "2", "--steps", "2", "--sample-every", "2",
+         "--no-progress"]
+    ) == 0  # fmt: skip
+    G = load_generator(cascade / "generator_ema.pt")
+    assert G.config.arch == "cascade" and G.config.resolution == 64 and G.config.base_resolution == 32
+    report = json.loads((cascade / "held_out.json").read_text())
+    assert report["n"] > 0 and report["sharpness_bilinear"] >= 0
+    assert (cascade / "samples_000002.png").is_file() and (cascade / "refiner_losses.png").is_file()
 
 
 def test_art_half_in_a_bundle_and_evaluate(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
