@@ -24,8 +24,7 @@ from typing import Any
 import torch
 
 from engine.models.bundle import MANIFEST, load_bundle
-from engine.models.checkpoint import load_checkpoint, load_generator
-from engine.models.generator import Generator
+from engine.models.checkpoint import load_checkpoint
 from trainer.bundle import speed
 from trainer.bundle.art_default import (
     ALIGNMENT_VOICES,
@@ -38,17 +37,10 @@ from trainer.bundle.art_default import (
 from trainer.gan import evaluate as art_eval
 from trainer.gan import quality
 from trainer.gan.model import condition_bank
-from trainer.gan.train import ema_generator_from_checkpoint, load_gan_checkpoint
+from trainer.gan.train import generator_from_checkpoint
 from trainer.space.data import ART_ENCODER_FILE, load_art, load_audio_bundle, load_bundle_models, synthetic_split
 
 log = logging.getLogger("synesthesia.generator_swap")
-
-
-def load_any_generator(path: Path) -> Generator:
-    """A generator checkpoint (generator_ema.pt) or a GAN run's gan_last.pt (its EMA weights), eval mode."""
-    if load_checkpoint(path).get("kind") == "gan":
-        return ema_generator_from_checkpoint(load_gan_checkpoint(path))
-    return load_generator(path).eval()
 
 
 def swap_generator(
@@ -62,7 +54,7 @@ def swap_generator(
     """Rewrite `bundle_dir` in place with the generator of `checkpoint`; returns the new `metrics.art`.
     `config`: the art corpus and evaluation sizes (default: the default bundle's)."""
     torch.set_num_threads(1)
-    generator = load_any_generator(checkpoint)
+    generator = generator_from_checkpoint(checkpoint)
     models = load_bundle_models(bundle_dir)
     if generator.config.cond_dim != models.art_encoder.config.shared_dim:
         raise SystemExit(

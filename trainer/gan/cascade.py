@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 
-from engine.models.checkpoint import load_checkpoint, load_generator, save_checkpoint, save_generator
+from engine.models.checkpoint import load_checkpoint, save_checkpoint, save_generator
 from engine.models.configs import GeneratorConfig
 from engine.models.generator import Generator, Refiner
 from trainer.art.images import ArtImages
@@ -49,7 +49,7 @@ from trainer.gan.model import (
     jitter,
     update_ema,
 )
-from trainer.gan.train import ema_generator_from_checkpoint, load_gan_checkpoint, loss_curves
+from trainer.gan.train import generator_from_checkpoint, loss_curves
 from trainer.space.align import load_art_space
 from trainer.space.data import add_data_arguments, load_data
 
@@ -334,13 +334,6 @@ def join(base: Generator, refiner: Refiner, gcfg: GeneratorConfig) -> Generator:
     return G.eval()
 
 
-def load_base(path: Path) -> Generator:
-    """The base generator: a GAN run's gan_last.pt (its EMA weights) or a generator checkpoint."""
-    kind = load_checkpoint(path).get("kind")
-    G = ema_generator_from_checkpoint(load_gan_checkpoint(path)) if kind == "gan" else load_generator(path)
-    return G.eval()
-
-
 # --------------------------------------------------------------------------------------------------
 # Command line
 
@@ -369,7 +362,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
-    base = load_base(args.base)
+    base = generator_from_checkpoint(args.base)
     cfg = RefinerTrainConfig(
         resolution=args.resolution, base_resolution=base.config.resolution,
         channels=tuple(int(c) for c in args.channels.split(",")), cond_dim=base.config.cond_dim,

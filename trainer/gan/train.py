@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 
-from engine.models.checkpoint import load_checkpoint, save_checkpoint, save_generator
+from engine.models.checkpoint import load_checkpoint, load_generator, save_checkpoint, save_generator
 from engine.models.generator import Generator, GeneratorConfig
 from trainer.art.diffaug import DiffAugPolicy, diff_augment
 from trainer.art.images import ArtImages
@@ -160,6 +160,13 @@ def ema_generator_from_checkpoint(path: str | Path | dict[str, Any]) -> Generato
     G = Generator(cfg.generator)
     G.load_state_dict(ckpt["generator_ema"])
     return G.eval()
+
+
+def generator_from_checkpoint(path: str | Path) -> Generator:
+    """A GAN run's gan_last.pt (its EMA weights) or a generator checkpoint (e.g. generator_ema.pt), eval mode."""
+    if load_checkpoint(path).get("kind") == "gan":
+        return ema_generator_from_checkpoint(path)
+    return load_generator(path).eval()
 
 
 def train_gan(
