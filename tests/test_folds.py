@@ -80,8 +80,7 @@ def test_grouped_folds_keep_speakers_apart_and_hold_every_class() -> None:
 
 
 def test_too_few_speakers_for_k_folds_is_a_config_error() -> None:
-    from engine.errors import ConfigError
-
+    
     with pytest.raises(ConfigError, match="number of speakers"):
         speaker_folds(["a", "a", "b"], np.array([0, 1, 0]), 3, 0)
 
@@ -348,3 +347,33 @@ def test_oof_report_gives_the_runs_fold_figures_from_the_file_alone(fold_run: Pa
         assert report["mean_sd"][key]["sd"] == pytest.approx(metrics["mean_sd"][key]["sd"], abs=1e-6), key
     assert report["pooled"]["confusion"] == metrics["pooled_out_of_fold"]["confusion"]
     assert main([str(fold_run / "oof.npz")]) == 0
+
+
+def test_a_stopped_fold_run_resumes_without_retraining_finished_folds(
+    tmp_path: Path, cache: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "cv"
+    argv = ["audio", *TINY, *FAST, "--arch", "ann", "--epochs", "2", "--folds", "3", "--cache-dir", str(cache)]
+    assert main([*argv, "--out", str(out)]) == 0
+    first = json.loads((out / "metrics.json").read_text())
+    preds = np.load(out / "fold-2" / "predictions.npz")
+    assert preds["logits"].shape[:2] == (2, len(first["folds"][1]["val_speakers"]) * 4)  # 2 epochs x fold-2 clips
+    # a fold that never finished trains again; finished folds are read back as they were
+    for name in ("fold-3/predictions.npz", "fold-3/metrics.json", "oof.npz"):
+        (out / name).unlink()
+    stamp = (out / "fold-1" / "ckpt.pt").stat().st_mtime_ns
+    assert main([*argv, "--out", str(out), "--resume"]) == 0
+    again = json.loads((out / "metrics.json").read_text())
+    assert (out / "fold-1" / "ckpt.pt").stat().st_mtime_ns == stamp and (out / "fold-3" / "predictions.npz").is_file()
+    assert again["folds"][0]["scores"] == first["folds"][0]["scores"]
+    # every fold finished and oof.npz written, but no predictions.npz (a run from before them, whose refit
+    # stopped): the folds come from oof.npz at the chosen epoch and only the refit runs
+    for k in (1, 2, 3):
+        (out / f"fold-{k}" / "predictions.npz").unlink()
+    assert main([*argv, "--out", str(out), "--resume", "--refit"]) == 0
+    refit = json.loads((out / "metrics.json").read_text())
+    assert refit["mean_sd"]["macro_f1"] == again["mean_sd"]["macro_f1"] and (out / "best.pt").is_file()
+    assert refit["last_epoch_mean_sd"] == {}  # the unchosen last epoch is not in oof.npz
+    # another recipe in the same folder is refused rather than mixed in
+    assert main([*argv, "--out", str(out), "--resume", "--lr", "0.01"]) == 2
+    assert "that fold ran another config" in capsys.readouterr().err

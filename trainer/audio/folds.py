@@ -9,6 +9,11 @@ per metric, per corpus, each fold's confusion matrix, and the pooled out-of-fold
 trains one model on every speaker for the chosen epochs (`OUT/best.pt`, what `export` takes);
 `--ensemble` keeps the K fold models at the chosen epoch as one `EnsembleAudioModel` (`OUT/ensemble.pt`).
 
+`--resume` continues a stopped fold run in the same OUT: a fold whose `fold-K/predictions.npz` (every
+epoch's validation predictions, written when the fold finishes) matches the run's config is read back
+instead of trained; when every fold finished and `oof.npz` exists (the refit was what stopped), the folds
+are read from `oof.npz` at the chosen epoch and only the refit/ensemble runs.
+
 Side effects: fold runs under OUT/fold-K/, OUT/metrics.json, OUT/folds.md, OUT/oof.npz (out-of-fold
 predictions) and the two checkpoints.
 """
@@ -43,6 +48,7 @@ log = logging.getLogger("synesthesia.train.folds")
 
 ENSEMBLE_CKPT = "ensemble.pt"
 OOF_FILE = "oof.npz"  # out-of-fold predictions at the chosen epoch
+PREDICTIONS = "predictions.npz"  # a finished fold's validation predictions, one row per epoch
 EPOCHS_DIR = "epochs"  # per-epoch fold weights, kept until the epoch is chosen (only with --ensemble)
 
 
@@ -171,6 +177,73 @@ def choose_epoch(histories: list[list[dict[str, float]]]) -> dict[str, Any]:
     }
 
 
+# what may differ between a stopped fold run and the one that resumes it
+RESUME_FREE = ("out", "resume")
+
+
+def same_run(saved: dict[str, Any], cfg: TrainConfig) -> bool:
+    """Whether a fold's stored config is this fold's (apart from where it is written and --resume)."""
+    now = cfg.model_dump(mode="json")
+    return all(saved.get(k) == v for k, v in now.items() if k not in RESUME_FREE)
+
+
+def save_fold(fold_dir: Path, per_epoch: list[dict[str, np.ndarray]]) -> None:
+    """Every epoch's validation predictions of a finished fold (logits [E, N, C], va [E, N, 2])."""
+    np.savez_compressed(
+        fold_dir / PREDICTIONS,
+        logits=np.stack([p["logits"] for p in per_epoch]),
+        va=np.stack([p["va"] for p in per_epoch]),
+    )
+
+
+def load_fold(fold_cfg: TrainConfig, n_val: int) -> tuple[list[dict[str, float]], list[dict[str, np.ndarray]]] | None:
+    """A finished fold's history and per-epoch predictions, or None when it must (re)train."""
+    fold_dir = Path(fold_cfg.out)
+    metrics_file, preds_file = fold_dir / "metrics.json", fold_dir / PREDICTIONS
+    if not (metrics_file.is_file() and preds_file.is_file()):
+        return None
+    metrics = json.loads(metrics_file.read_text(encoding="utf-8"))
+    if not same_run(metrics.get("config", {}), fold_cfg):
+        raise ConfigError(f"{fold_dir}: cannot resume, that fold ran another config; use another --out")
+    with np.load(preds_file) as data:
+        logits, va = data["logits"], data["va"]
+    history = metrics["history"]
+    if logits.shape[0] != len(history) or logits.shape[1] != n_val:
+        return None
+    return history, [{"logits": logits[e], "va": va[e]} for e in range(len(history))]
+
+
+def load_finished_folds(
+    out: Path, fold_cfgs: list[TrainConfig], folds: list[np.ndarray], bank: ClipBank
+) -> tuple[list[list[dict[str, float]]], list[list[dict[str, np.ndarray] | None]]] | None:
+    """Histories and chosen-epoch predictions of a run whose folds all finished and whose `oof.npz` was
+    written (a stopped refit): the other epochs' predictions are then unknown (None). None otherwise."""
+    if not (out / OOF_FILE).is_file():
+        return None
+    histories = []
+    for fold_cfg in fold_cfgs:
+        metrics_file = Path(fold_cfg.out) / "metrics.json"
+        if not metrics_file.is_file():
+            return None
+        metrics = json.loads(metrics_file.read_text(encoding="utf-8"))
+        if not same_run(metrics.get("config", {}), fold_cfg):
+            raise ConfigError(f"{fold_cfg.out}: cannot resume, that fold ran another config; use another --out")
+        histories.append(metrics["history"])
+    chosen = choose_epoch(histories)["epoch"] - 1
+    with np.load(out / OOF_FILE) as data:
+        fold_of, logits, va, ids = data["fold"], data["logits"], data["va"], [str(i) for i in data["ids"]]
+    preds: list[list[dict[str, np.ndarray] | None]] = []
+    for k, val_idx in enumerate(folds):
+        sel = np.flatnonzero(fold_of == k + 1)
+        val_ids = bank.subset(val_idx).ids
+        if len(sel) != len(val_idx) or (val_ids and [ids[i] for i in sel] != list(val_ids)):
+            raise ConfigError(f"{out / OOF_FILE}: its folds are not this run's clips; use another --out")
+        per_epoch: list[dict[str, np.ndarray] | None] = [None] * len(histories[k])
+        per_epoch[chosen] = {"logits": logits[sel], "va": va[sel]}
+        preds.append(per_epoch)
+    return histories, preds
+
+
 def cross_validate(
     cfg: TrainConfig,
     command: str | None = None,
@@ -178,8 +251,6 @@ def cross_validate(
 ) -> dict[str, Any]:
     """Run the fold protocol of `cfg.folds`; returns (and writes) the summary metrics."""
     started = time.time()
-    if cfg.resume:
-        raise ConfigError("--resume does not apply to --folds runs (each fold re-runs); use another --out")
     if int(os.environ.get("WORLD_SIZE", 1)) > 1:
         raise ConfigError("--folds runs in one process (run folds side by side as separate commands instead)")
     out = Path(cfg.out)
@@ -187,10 +258,8 @@ def cross_validate(
     data, extra = pool if pool is not None else prepare_pool(cfg)
     folds, protocol = make_folds(data.train, cfg)
     log.info("%s: %d folds over %d clips", protocol, len(folds), len(data.train))
-    histories, fold_preds, fold_info = [], [], []
-    for k, val_idx in enumerate(folds):
-        prep = fold_data(data, extra, val_idx, k, protocol)
-        fold_cfg = cfg.model_copy(
+    fold_cfgs = [
+        cfg.model_copy(
             update={
                 "folds": None,
                 "select": EpochChoice.HELDOUT,  # the fold's own clips; the epoch is chosen across folds below
@@ -198,22 +267,42 @@ def cross_validate(
                 "ensemble": False,
                 "reports": False,
                 "latency_runs": 0,
+                "resume": False,
                 "out": out / f"fold-{k + 1}",
             }
         )
-        per_epoch: list[dict[str, np.ndarray]] = []
+        for k in range(len(folds))
+    ]
+    fold_info = [fold_data(data, extra, val_idx, k, protocol).split for k, val_idx in enumerate(folds)]
+    finished = None
+    if cfg.resume and not cfg.ensemble and not all((Path(c.out) / PREDICTIONS).is_file() for c in fold_cfgs):
+        finished = load_finished_folds(out, fold_cfgs, folds, data.train)  # a run from before predictions.npz
+    if finished is not None:
+        log.info("resuming %s: every fold finished, reading the chosen epoch from %s", out, OOF_FILE)
+        histories, fold_preds = finished
+    else:
+        histories, fold_preds = [], []
+        for k, val_idx in enumerate(folds):
+            done = load_fold(fold_cfgs[k], len(val_idx)) if cfg.resume and not cfg.ensemble else None
+            if done is not None:
+                log.info("fold %d/%d: finished earlier, read from %s", k + 1, len(folds), fold_cfgs[k].out)
+                histories.append(done[0])
+                fold_preds.append(done[1])
+                continue
+            prep = fold_data(data, extra, val_idx, k, protocol)
+            per_epoch: list[dict[str, np.ndarray]] = []
 
-        def keep(epoch: int, model, pred: dict[str, np.ndarray], fold_dir: Path = fold_cfg.out, kept=per_epoch) -> None:
-            kept.append(pred)
-            if cfg.ensemble:
-                (fold_dir / EPOCHS_DIR).mkdir(parents=True, exist_ok=True)
-                save_audio_model(model, fold_dir / EPOCHS_DIR / f"{epoch + 1:03d}.pt")
+            def keep(epoch: int, model, pred, fold_dir: Path = fold_cfgs[k].out, kept=per_epoch) -> None:
+                kept.append(pred)
+                if cfg.ensemble:
+                    (fold_dir / EPOCHS_DIR).mkdir(parents=True, exist_ok=True)
+                    save_audio_model(model, fold_dir / EPOCHS_DIR / f"{epoch + 1:03d}.pt")
 
-        log.info("fold %d/%d: %d train / %d val clips", k + 1, len(folds), len(prep.train), len(prep.val))
-        result = train(fold_cfg, prep, command=command, on_model=keep)
-        histories.append(result.history)
-        fold_preds.append(per_epoch)
-        fold_info.append(prep.split)
+            log.info("fold %d/%d: %d train / %d val clips", k + 1, len(folds), len(prep.train), len(prep.val))
+            result = train(fold_cfgs[k], prep, command=command, on_model=keep)
+            save_fold(Path(fold_cfgs[k].out), per_epoch)
+            histories.append(result.history)
+            fold_preds.append(per_epoch)
 
     selection = choose_epoch(histories)
     chosen = selection["epoch"] - 1
@@ -222,7 +311,8 @@ def cross_validate(
         val = data.train.subset(val_idx)
         scores = fold_scores(val, fold_preds[k][chosen], data.classes)
         rows.append(flat_scores(scores))
-        last_rows.append(flat_scores(fold_scores(val, fold_preds[k][-1], data.classes)))
+        if fold_preds[k][-1] is not None:  # None: resumed from oof.npz, which holds the chosen epoch only
+            last_rows.append(flat_scores(fold_scores(val, fold_preds[k][-1], data.classes)))
         pooled_y.append(val.labels)
         pooled_p.append(fold_preds[k][chosen]["logits"].argmax(1))
         oof.append((val, fold_preds[k][chosen], k))

@@ -16,7 +16,8 @@ the bundle's metrics):
            art index to the same bundle
 
 `--reuse` skips a training step whose metrics.json already exists, so a long reproduction can be
-resumed step by step; a step not run this time still lends its figures when its metrics.json exists.
+resumed step by step, and `--resume` continues a stopped step in place (finished folds are kept); a step
+not run this time still lends its figures when its metrics.json exists.
 """
 
 from __future__ import annotations
@@ -141,6 +142,7 @@ def configs(args: argparse.Namespace) -> dict[str, TrainConfig]:
         "seed": args.seed,
         "cache_dir": args.cache_dir,
         "latency_runs": args.latency_runs,
+        "resume": args.resume,
     }
     runs = Path(args.runs)
     out = {
@@ -336,6 +338,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs", type=Path, default=Path("runs/default"), help="where the training runs go")
     parser.add_argument("--steps", action="append", type=Step, choices=list(Step), help="repeatable (default: all)")
     parser.add_argument("--reuse", action="store_true", help="skip training steps whose metrics.json exists")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue stopped training steps in place (a fold run keeps its finished folds, or only refits)",
+    )
     parser.add_argument(
         "--art-from",
         type=Path,
