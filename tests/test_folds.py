@@ -80,7 +80,8 @@ def test_grouped_folds_keep_speakers_apart_and_hold_every_class() -> None:
 
 
 def test_too_few_speakers_for_k_folds_is_a_config_error() -> None:
-    
+    from engine.errors import ConfigError
+
     with pytest.raises(ConfigError, match="number of speakers"):
         speaker_folds(["a", "a", "b"], np.array([0, 1, 0]), 3, 0)
 
