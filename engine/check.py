@@ -17,7 +17,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, TextIO
 
-from engine.config import EngineConfig, load_config, parse_hostport
+from engine.config import EngineConfig, generator_cpu_threads, load_config, parse_hostport
 from engine.errors import BundleError, ConfigError, SynesthesiaError
 from engine.io.allow import SenderAllowList, exposure
 
@@ -143,7 +143,8 @@ def check_models(cfg: EngineConfig, bundle_arg: str | None) -> tuple[list[CheckR
     if m.generator is None:
         results.append(CheckResult("generator", Verdict.FAIL, "the bundle has no generator: nothing to render"))
         return results, bundle.classes
-    gen = open_runner(bundle, Component.GENERATOR, cfg.render.backend, cfg.render.device.value)
+    threads = generator_cpu_threads(cfg.render)
+    gen = open_runner(bundle, Component.GENERATOR, cfg.render.backend, cfg.render.device.value, threads=threads)
     results.append(CheckResult("generator", Verdict.WARN if gen.failures else Verdict.OK, gen.message))
     ms = time_generator(gen.runner, m, seconds=2.0)["p50"]
     fps = 1000.0 / ms if ms > 0 else float("inf")

@@ -10,6 +10,7 @@ import pytest
 from engine.analysis.state import EmotionState
 from engine.config import GeneratorMode, build_config
 from engine.controls import Controls
+from engine.errors import ConfigError
 from engine.models.bundle import load_bundle
 from engine.render.display import UiEvent
 from engine.render.frames import GeneratorThread
@@ -160,6 +161,22 @@ def test_the_render_loop_works_with_the_generator_thread(full_bundle) -> None:
     finally:
         loop.close()
     assert not loop.generator.alive
+
+
+def test_generator_threads_reach_onnx_runtime(full_bundle, monkeypatch) -> None:
+    from engine.config import RenderSettings, generator_cpu_threads
+    from engine.inference.base import Component
+    from engine.inference.select import open_runner
+
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    assert generator_cpu_threads(RenderSettings()) == 1  # two cores: one for the generator, one for the render
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    assert generator_cpu_threads(RenderSettings()) == 4
+    assert generator_cpu_threads(RenderSettings(generator_threads=3)) == 3
+    with pytest.raises(ConfigError, match="generator_threads"):
+        build_config({"render": {"generator_threads": -1}})
+    runner = open_runner(load_bundle(full_bundle), Component.GENERATOR, "onnx", "cpu", threads=1).runner
+    assert runner.session.get_session_options().intra_op_num_threads == 1
 
 
 def test_render_bench_rows_have_the_numbers(full_bundle) -> None:

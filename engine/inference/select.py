@@ -53,7 +53,7 @@ def _gpu_device_possible() -> bool:
     return True  # Windows and the rest: only the driver knows
 
 
-def _build(kind: BackendKind, bundle: Bundle, component: Component, device: str) -> Runner:
+def _build(kind: BackendKind, bundle: Bundle, component: Component, device: str, threads: int = 0) -> Runner:
     if kind is BackendKind.TORCH:
         from engine.inference.torch_backend import TorchRunner
 
@@ -61,7 +61,7 @@ def _build(kind: BackendKind, bundle: Bundle, component: Component, device: str)
     if kind is BackendKind.ONNX:
         from engine.inference.onnx_backend import OnnxRunner
 
-        return OnnxRunner(bundle, component, device)
+        return OnnxRunner(bundle, component, device, threads)
     from engine.inference.tensorrt_backend import TensorRTRunner
 
     return TensorRTRunner(bundle, component, device)
@@ -86,8 +86,9 @@ def open_runner(
     backend: BackendKind | str = BackendKind.AUTO,
     device: str = "auto",
     timing_runs: int = 10,
+    threads: int = 0,
 ) -> Selection:
-    """Load, warm up and return a runner.
+    """Load, warm up and return a runner (`threads`: ONNX Runtime's intra-op threads on the CPU, 0 its default).
 
     A named backend that fails falls back to the others, loudly (warning log + `Selection.failures`).
     `auto` warms up every backend that loads and keeps the one with the lowest measured latency; it stops
@@ -107,7 +108,7 @@ def open_runner(
     for kind, dev in order:
         label = f"{kind.value}/{dev}"
         try:
-            runner = _build(kind, bundle, component, dev)
+            runner = _build(kind, bundle, component, dev, threads)
             runner.warmup(*example)
         except BundleError:
             raise

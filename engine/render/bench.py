@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from engine.analysis.state import EmotionState
-from engine.config import RenderSettings
+from engine.config import RenderSettings, generator_cpu_threads
 from engine.controls import Controls
 from engine.inference.base import Component, example_inputs
 from engine.render.display import HeadlessSink, WindowSink, display_unavailable
@@ -301,7 +301,8 @@ def render_rows(
     for kind in kinds:
         label = f"{kind}/{device}"
         try:
-            selection = open_runner(bundle, Component.GENERATOR, kind, device)
+            threads = generator_cpu_threads(RenderSettings())  # as `run` opens it
+            selection = open_runner(bundle, Component.GENERATOR, kind, device, threads=threads)
         except Exception as exc:  # report and go on with the next backend
             rows[label] = {"error": f"{type(exc).__name__}: {exc}"}
             continue

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from engine.analysis.state import EmotionState, StateKind
-from engine.config import EngineConfig, GeneratorMode, RenderSettings
+from engine.config import EngineConfig, GeneratorMode, RenderSettings, generator_cpu_threads
 from engine.controls import Controls, ControlState
 from engine.kiosk import StageSupervisor
 from engine.render.frames import (
@@ -373,11 +373,13 @@ def build_render_loop(
         )
     r = cfg.render
     device = r.device.value
+    threads = generator_cpu_threads(r)
 
     def reopen() -> Runner:
-        return frame_runner(bundle, open_runner(bundle, Component.GENERATOR, r.backend, device).runner, r.backend)
+        selection = open_runner(bundle, Component.GENERATOR, r.backend, device, threads=threads)
+        return frame_runner(bundle, selection.runner, r.backend)
 
-    selection = open_runner(bundle, Component.GENERATOR, r.backend, device)
+    selection = open_runner(bundle, Component.GENERATOR, r.backend, device, threads=threads)
     log.info("render: %s", selection.message)
     runner = frame_runner(bundle, selection.runner, r.backend)  # + the learned up-sampler, if the bundle has one
     space = ConditionSpace.from_bundle(bundle)

@@ -352,7 +352,7 @@ class LiveSession:
         return prepared
 
     def _prepare_render(self, bundle: Any) -> dict[str, Any]:
-        from engine.config import GeneratorMode
+        from engine.config import GeneratorMode, generator_cpu_threads
         from engine.inference.base import Component
         from engine.inference.chain import frame_runner
         from engine.inference.select import open_runner
@@ -364,7 +364,8 @@ class LiveSession:
         device = r.device.value
 
         def reopen() -> Any:
-            return frame_runner(bundle, open_runner(bundle, Component.GENERATOR, r.backend, device).runner, r.backend)
+            selection = open_runner(bundle, Component.GENERATOR, r.backend, device, threads=generator_cpu_threads(r))
+            return frame_runner(bundle, selection.runner, r.backend)
 
         runner = reopen()
         gen = bundle.manifest.generator
