@@ -375,6 +375,7 @@ def test_a_stopped_fold_run_resumes_without_retraining_finished_folds(
     refit = json.loads((out / "metrics.json").read_text())
     assert refit["mean_sd"]["macro_f1"] == again["mean_sd"]["macro_f1"] and (out / "best.pt").is_file()
     assert refit["last_epoch_mean_sd"] == {}  # the unchosen last epoch is not in oof.npz
+    assert refit["resumed"]["earlier_folds_s"] > 0 and refit["duration_s"] >= refit["resumed"]["earlier_folds_s"]
     # another recipe in the same folder is refused rather than mixed in
     assert main([*argv, "--out", str(out), "--resume", "--lr", "0.01"]) == 2
     assert "that fold ran another config" in capsys.readouterr().err

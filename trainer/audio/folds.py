@@ -213,6 +213,12 @@ def load_fold(fold_cfg: TrainConfig, n_val: int) -> tuple[list[dict[str, float]]
     return history, [{"logits": logits[e], "va": va[e]} for e in range(len(history))]
 
 
+def fold_seconds(fold_cfg: TrainConfig) -> float:
+    """A finished fold's training time from its metrics.json (0 when it has none)."""
+    path = Path(fold_cfg.out) / "metrics.json"
+    return float(json.loads(path.read_text(encoding="utf-8")).get("duration_s", 0.0)) if path.is_file() else 0.0
+
+
 def load_finished_folds(
     out: Path, fold_cfgs: list[TrainConfig], folds: list[np.ndarray], bank: ClipBank
 ) -> tuple[list[list[dict[str, float]]], list[list[dict[str, np.ndarray] | None]]] | None:
@@ -274,12 +280,13 @@ def cross_validate(
         for k in range(len(folds))
     ]
     fold_info = [fold_data(data, extra, val_idx, k, protocol).split for k, val_idx in enumerate(folds)]
-    finished = None
+    finished, earlier = None, 0.0  # earlier: training seconds of folds read back instead of trained now
     if cfg.resume and not cfg.ensemble and not all((Path(c.out) / PREDICTIONS).is_file() for c in fold_cfgs):
         finished = load_finished_folds(out, fold_cfgs, folds, data.train)  # a run from before predictions.npz
     if finished is not None:
         log.info("resuming %s: every fold finished, reading the chosen epoch from %s", out, OOF_FILE)
         histories, fold_preds = finished
+        earlier = sum(fold_seconds(c) for c in fold_cfgs)
     else:
         histories, fold_preds = [], []
         for k, val_idx in enumerate(folds):
@@ -288,6 +295,7 @@ def cross_validate(
                 log.info("fold %d/%d: finished earlier, read from %s", k + 1, len(folds), fold_cfgs[k].out)
                 histories.append(done[0])
                 fold_preds.append(done[1])
+                earlier += fold_seconds(fold_cfgs[k])
                 continue
             prep = fold_data(data, extra, val_idx, k, protocol)
             per_epoch: list[dict[str, np.ndarray]] = []
@@ -354,7 +362,9 @@ def cross_validate(
         metrics["refit"] = refit_all(cfg, everything, histories, selection["epoch"], metrics)
     if cfg.ensemble:
         metrics["ensemble"] = write_ensemble(cfg, data, extra, folds, protocol, everything, selection["epoch"])
-    metrics["duration_s"] = round(time.time() - started, 1)
+    metrics["duration_s"] = round(time.time() - started + earlier, 1)
+    if cfg.resume:
+        metrics["resumed"] = {"this_process_s": round(time.time() - started, 1), "earlier_folds_s": round(earlier, 1)}
     (out / "metrics.json").write_text(json.dumps(json_safe(metrics), indent=2) + "\n", encoding="utf-8")
     (out / "folds.md").write_text(folds_markdown(metrics), encoding="utf-8")
     log.info(
