@@ -112,6 +112,8 @@ def test_procedural_voices_count_as_one_speaker_under_speaker_balance() -> None:
     bank = bank_of(speakers, [i % 4 for i in range(len(speakers))], corpora)
     w = sampling_weights(bank, Balance.SPEAKER)
     assert np.isclose(w[90:].sum(), 0.25) and np.isclose(w[:30].sum(), 0.25)
+    w = sampling_weights(bank, Balance.SPEAKER, synthetic_weight=3.0)  # --synthetic-weight 3: three speakers' share
+    assert np.isclose(w[90:].sum(), 0.5) and np.isclose(w[:30].sum(), 1 / 6)
 
 
 def test_speaker_class_and_corpus_balance() -> None:
@@ -379,3 +381,15 @@ def test_a_stopped_fold_run_resumes_without_retraining_finished_folds(
     # another recipe in the same folder is refused rather than mixed in
     assert main([*argv, "--out", str(out), "--resume", "--lr", "0.01"]) == 2
     assert "that fold ran another config" in capsys.readouterr().err
+
+
+def test_a_fold_from_before_a_new_config_field_still_resumes() -> None:
+    from trainer.audio.config import TrainConfig
+    from trainer.audio.folds import same_run
+
+    cfg = TrainConfig(data=["synthetic:6"], epochs=2)
+    saved = cfg.model_dump(mode="json")
+    del saved["synthetic_weight"]  # written before the field existed: it ran the default
+    assert same_run(saved, cfg) and same_run(saved, cfg.model_copy(update={"out": Path("elsewhere"), "resume": True}))
+    assert not same_run(saved, cfg.model_copy(update={"synthetic_weight": 3.0}))
+    assert not same_run(saved, cfg.model_copy(update={"epochs": 3}))

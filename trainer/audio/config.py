@@ -92,6 +92,9 @@ class TrainConfig(BaseModel):
     ensemble: bool = Field(False, description="with folds: also write the K fold members as one ensemble.pt")
     balance: Balance = Field(Balance.NONE, description="weighted sampling of training clips per epoch")
     synthetic_per_class: int = Field(0, ge=0, description="procedural clips per class added to training only")
+    synthetic_weight: float = Field(
+        1.0, gt=0, description="with --balance: the procedural corpus weighs as this many speakers (or corpora)"
+    )
     cache_dir: Path | None = None
     # model
     arch: Arch = Arch.CNN

@@ -296,7 +296,7 @@ class TrainingBatches:
                 sample_rate=prep.frontend.sample_rate, p_speed=cfg.speed_perturb, p_pitch=cfg.pitch_shift
             )
             self.augmenter = Augmenter(config, noise_bank=bank)
-        self.weights = sampling_weights(prep.train, cfg.balance)
+        self.weights = sampling_weights(prep.train, cfg.balance, cfg.synthetic_weight)
 
     def __call__(self, index: Sequence[int], epoch: int, step: int, rank: int) -> tuple[torch.Tensor, ...]:
         bank = self.prep.train
@@ -316,13 +316,13 @@ class TrainingBatches:
         return x.to(self.device), y.to(self.device), va.to(self.device), has_va.to(self.device)
 
 
-def sampling_weights(bank: ClipBank, balance: Balance) -> np.ndarray | None:
+def sampling_weights(bank: ClipBank, balance: Balance, synthetic_weight: float = 1.0) -> np.ndarray | None:
     """Per-clip sampling weights (sum 1) for `balance`, or None for plain shuffling.
 
     speaker: 1 / clips of the clip's speaker, so each speaker fills the same share of an epoch (TESS's two
     voices with 1400 clips each weigh what a SAVEE speaker with 120 does); corpus: 1 / clips of the corpus;
     speaker_class: each speaker the same share and, within it, each of its classes the same share. The
-    procedural corpus (`synthetic`) counts as one speaker.
+    procedural corpus (`synthetic`) counts as one speaker (or corpus), times `synthetic_weight`.
     """
     if balance is Balance.NONE or len(bank) == 0:
         return None
@@ -340,6 +340,8 @@ def sampling_weights(bank: ClipBank, balance: Balance) -> np.ndarray | None:
         for spk, label in zip(speakers, bank.labels.tolist(), strict=True):
             cells.setdefault(spk, set()).add(label)
         w = w / np.array([len(cells[spk]) for spk in speakers])
+    if synthetic_weight != 1.0:
+        w = np.where(np.asarray(bank.corpora) == SYNTHETIC, w * synthetic_weight, w)
     return w / w.sum()
 
 

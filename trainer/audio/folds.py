@@ -184,7 +184,8 @@ RESUME_FREE = ("out", "resume")
 def same_run(saved: dict[str, Any], cfg: TrainConfig) -> bool:
     """Whether a fold's stored config is this fold's (apart from where it is written and --resume)."""
     now = cfg.model_dump(mode="json")
-    return all(saved.get(k) == v for k, v in now.items() if k not in RESUME_FREE)
+    default = TrainConfig().model_dump(mode="json")  # a field added since the fold ran: it ran the default
+    return all(saved.get(k, default[k]) == v for k, v in now.items() if k not in RESUME_FREE)
 
 
 def save_fold(fold_dir: Path, per_epoch: list[dict[str, np.ndarray]]) -> None:

@@ -93,6 +93,11 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
         g, "--balance", Balance.NONE, "weighted sampling per epoch: speaker (equal share each), corpus, speaker_class"
     )
     g.add_argument("--synthetic-per-class", type=int, default=0, help="procedural clips added to training only")
+    g.add_argument(
+        "--synthetic-weight",
+        type=float,
+        help="with --balance: the procedural corpus weighs as this many speakers (default 1)",
+    )
     g.add_argument("--cache-dir", type=Path, help="feature cache (default ~/.cache/synesthesia/features)")
 
 

@@ -139,6 +139,7 @@ def configs(args: argparse.Namespace) -> dict[str, TrainConfig]:
         "data": specs,
         "compile": args.compile,
         "synthetic_per_class": args.synthetic_per_class,
+        "synthetic_weight": args.synthetic_weight,
         "seed": args.seed,
         "cache_dir": args.cache_dir,
         "latency_runs": args.latency_runs,
@@ -380,6 +381,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=SYNTHETIC_PER_CLASS,
         help=f"procedural clips per class added to training, weighing as one speaker (default {SYNTHETIC_PER_CLASS}: "
         "the demo source's voices, so `synth:tour:music` is heard as each of its emotions)",
+    )
+    parser.add_argument(
+        "--synthetic-weight",
+        type=float,
+        default=1.0,
+        help="the procedural clips weigh as this many speakers under speaker balance (default 1)",
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache-dir", type=Path)
