@@ -381,6 +381,8 @@ def test_a_stopped_fold_run_resumes_without_retraining_finished_folds(
     # another recipe in the same folder is refused rather than mixed in
     assert main([*argv, "--out", str(out), "--resume", "--lr", "0.01"]) == 2
     assert "that fold ran another config" in capsys.readouterr().err
+    assert main([*argv, "--out", str(out), "--resume", "--ensemble"]) == 2
+    assert "--ensemble" in capsys.readouterr().err
 
 
 def test_a_fold_from_before_a_new_config_field_still_resumes() -> None:

@@ -12,7 +12,7 @@ trains one model on every speaker for the chosen epochs (`OUT/best.pt`, what `ex
 `--resume` continues a stopped fold run in the same OUT: a fold whose `fold-K/predictions.npz` (every
 epoch's validation predictions, written when the fold finishes) matches the run's config is read back
 instead of trained; when every fold finished and `oof.npz` exists (the refit was what stopped), the folds
-are read from `oof.npz` at the chosen epoch and only the refit/ensemble runs.
+are read from `oof.npz` at the chosen epoch and only the refit runs. Not with `--ensemble`.
 
 Side effects: fold runs under OUT/fold-K/, OUT/metrics.json, OUT/folds.md, OUT/oof.npz (out-of-fold
 predictions) and the two checkpoints.
@@ -258,6 +258,8 @@ def cross_validate(
 ) -> dict[str, Any]:
     """Run the fold protocol of `cfg.folds`; returns (and writes) the summary metrics."""
     started = time.time()
+    if cfg.resume and cfg.ensemble:  # the members' per-epoch weights are not kept in a form a resume can trust
+        raise ConfigError("--resume does not apply to --folds runs with --ensemble; use another --out")
     if int(os.environ.get("WORLD_SIZE", 1)) > 1:
         raise ConfigError("--folds runs in one process (run folds side by side as separate commands instead)")
     out = Path(cfg.out)
@@ -282,7 +284,7 @@ def cross_validate(
     ]
     fold_info = [fold_data(data, extra, val_idx, k, protocol).split for k, val_idx in enumerate(folds)]
     finished, earlier = None, 0.0  # earlier: training seconds of folds read back instead of trained now
-    if cfg.resume and not cfg.ensemble and not all((Path(c.out) / PREDICTIONS).is_file() for c in fold_cfgs):
+    if cfg.resume and not all((Path(c.out) / PREDICTIONS).is_file() for c in fold_cfgs):
         finished = load_finished_folds(out, fold_cfgs, folds, data.train)  # a run from before predictions.npz
     if finished is not None:
         log.info("resuming %s: every fold finished, reading the chosen epoch from %s", out, OOF_FILE)
@@ -291,7 +293,7 @@ def cross_validate(
     else:
         histories, fold_preds = [], []
         for k, val_idx in enumerate(folds):
-            done = load_fold(fold_cfgs[k], len(val_idx)) if cfg.resume and not cfg.ensemble else None
+            done = load_fold(fold_cfgs[k], len(val_idx)) if cfg.resume else None
             if done is not None:
                 log.info("fold %d/%d: finished earlier, read from %s", k + 1, len(folds), fold_cfgs[k].out)
                 histories.append(done[0])
