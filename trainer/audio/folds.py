@@ -282,7 +282,7 @@ def cross_validate(
         )
         for k in range(len(folds))
     ]
-    fold_info = [fold_data(data, extra, val_idx, k, protocol).split for k, val_idx in enumerate(folds)]
+    fold_info: dict[int, dict[str, Any]] = {}  # each fold's split description, from its one fold_data call
     finished, earlier = None, 0.0  # earlier: training seconds of folds read back instead of trained now
     if cfg.resume and not all((Path(c.out) / PREDICTIONS).is_file() for c in fold_cfgs):
         finished = load_finished_folds(out, fold_cfgs, folds, data.train)  # a run from before predictions.npz
@@ -290,6 +290,7 @@ def cross_validate(
         log.info("resuming %s: every fold finished, reading the chosen epoch from %s", out, OOF_FILE)
         histories, fold_preds = finished
         earlier = sum(fold_seconds(c) for c in fold_cfgs)
+        fold_info = {k: fold_data(data, extra, v, k, protocol).split for k, v in enumerate(folds)}
     else:
         histories, fold_preds = [], []
         for k, val_idx in enumerate(folds):
@@ -299,8 +300,10 @@ def cross_validate(
                 histories.append(done[0])
                 fold_preds.append(done[1])
                 earlier += fold_seconds(fold_cfgs[k])
+                fold_info[k] = fold_data(data, extra, val_idx, k, protocol).split
                 continue
             prep = fold_data(data, extra, val_idx, k, protocol)
+            fold_info[k] = prep.split
             per_epoch: list[dict[str, np.ndarray]] = []
 
             def keep(epoch: int, model, pred, fold_dir: Path = fold_cfgs[k].out, kept=per_epoch) -> None:
