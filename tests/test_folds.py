@@ -395,3 +395,31 @@ def test_a_fold_from_before_a_new_config_field_still_resumes() -> None:
     assert same_run(saved, cfg) and same_run(saved, cfg.model_copy(update={"out": Path("elsewhere"), "resume": True}))
     assert not same_run(saved, cfg.model_copy(update={"synthetic_weight": 3.0}))
     assert not same_run(saved, cfg.model_copy(update={"epochs": 3}))
+
+
+def test_shares_of_the_folds_train_apart_and_one_resume_gathers_them(
+    tmp_path: Path, cache: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "cv"
+    argv = ["audio", *TINY, *FAST, "--arch", "ann", "--epochs", "2", "--folds", "3", "--cache-dir", str(cache)]
+    argv += ["--out", str(out)]
+    assert main([*argv, "--only-folds", "1,3"]) == 0
+    share = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert share["trained"] == [1, 3] and share["kept"] == []
+    assert (out / "fold-1" / "predictions.npz").is_file() and (out / "fold-3" / "predictions.npz").is_file()
+    assert not (out / "fold-2").exists() and not (out / "metrics.json").exists()  # a share reports nothing
+    stamp = (out / "fold-3" / "predictions.npz").stat().st_mtime_ns
+    assert main([*argv, "--only-folds", "2,3", "--resume"]) == 0
+    share = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert share["trained"] == [2] and share["kept"] == [3]
+    assert main([*argv, "--resume", "--refit"]) == 0  # the gathering run trains no fold, only the refit
+    gathered = json.loads((out / "metrics.json").read_text())
+    assert (out / "fold-3" / "predictions.npz").stat().st_mtime_ns == stamp
+    assert gathered["k"] == 3 and len(gathered["folds"]) == 3 and (out / "best.pt").is_file()
+    assert "only_folds" not in gathered["command"]
+    assert main([*argv, "--only-folds", "4"]) == 2
+    assert "this protocol has 3 folds" in capsys.readouterr().err
+    assert main([*argv[:-2], "--out", str(tmp_path / "x"), "--folds", "3", "--only-folds", "1", "--ensemble"]) == 2
+    # the default pipeline takes shares of its fold steps only: a bundle cannot be built from a share
+    assert main(["default", "--data", "synthetic:6", "--steps", "cv", "--steps", "bundle", "--only-folds", "1"]) == 2
+    assert "--only-folds trains a share" in capsys.readouterr().err

@@ -90,6 +90,11 @@ class TrainConfig(BaseModel):
         "of one split; the epoch is chosen on the folds' mean validation macro-F1",
     )
     ensemble: bool = Field(False, description="with folds: also write the K fold members as one ensemble.pt")
+    only_folds: tuple[int, ...] | None = Field(
+        None,
+        description="with folds: train only these folds (1-based) and stop; one process per share of the folds, "
+        "then a run with --resume and without this gathers them (selection, summary, refit)",
+    )
     balance: Balance = Field(Balance.NONE, description="weighted sampling of training clips per epoch")
     synthetic_per_class: int = Field(0, ge=0, description="procedural clips per class added to training only")
     synthetic_weight: float = Field(

@@ -178,7 +178,7 @@ def choose_epoch(histories: list[list[dict[str, float]]]) -> dict[str, Any]:
 
 
 # what may differ between a stopped fold run and the one that resumes it
-RESUME_FREE = ("out", "resume")
+RESUME_FREE = ("out", "resume", "only_folds")
 
 
 def same_run(saved: dict[str, Any], cfg: TrainConfig) -> bool:
@@ -277,11 +277,14 @@ def cross_validate(
                 "reports": False,
                 "latency_runs": 0,
                 "resume": False,
+                "only_folds": None,
                 "out": out / f"fold-{k + 1}",
             }
         )
         for k in range(len(folds))
     ]
+    if cfg.only_folds is not None:
+        return train_fold_share(cfg, data, extra, folds, protocol, fold_cfgs, command)
     fold_info: dict[int, dict[str, Any]] = {}  # each fold's split description, from its one fold_data call
     finished, earlier = None, 0.0  # earlier: training seconds of folds read back instead of trained now
     if cfg.resume and not all((Path(c.out) / PREDICTIONS).is_file() for c in fold_cfgs):
@@ -304,17 +307,8 @@ def cross_validate(
                 continue
             prep = fold_data(data, extra, val_idx, k, protocol)
             fold_info[k] = prep.split
-            per_epoch: list[dict[str, np.ndarray]] = []
-
-            def keep(epoch: int, model, pred, fold_dir: Path = fold_cfgs[k].out, kept=per_epoch) -> None:
-                kept.append(pred)
-                if cfg.ensemble:
-                    (fold_dir / EPOCHS_DIR).mkdir(parents=True, exist_ok=True)
-                    save_audio_model(model, fold_dir / EPOCHS_DIR / f"{epoch + 1:03d}.pt")
-
             log.info("fold %d/%d: %d train / %d val clips", k + 1, len(folds), len(prep.train), len(prep.val))
-            result = train(fold_cfgs[k], prep, command=command, on_model=keep)
-            save_fold(Path(fold_cfgs[k].out), per_epoch)
+            result, per_epoch = train_one_fold(fold_cfgs[k], prep, command, keep_members=cfg.ensemble)
             histories.append(result.history)
             fold_preds.append(per_epoch)
 
@@ -379,6 +373,48 @@ def cross_validate(
         summary["accuracy"]["sd"], len(folds), selection["epoch"],
     )  # fmt: skip
     return metrics
+
+
+def train_one_fold(fold_cfg: TrainConfig, prep: RunData, command: str | None, keep_members: bool):
+    """Train one fold, keeping every epoch's validation predictions (and, for ensembles, its weights)."""
+    per_epoch: list[dict[str, np.ndarray]] = []
+    fold_dir = Path(fold_cfg.out)
+
+    def keep(epoch: int, model, pred) -> None:
+        per_epoch.append(pred)
+        if keep_members:
+            (fold_dir / EPOCHS_DIR).mkdir(parents=True, exist_ok=True)
+            save_audio_model(model, fold_dir / EPOCHS_DIR / f"{epoch + 1:03d}.pt")
+
+    result = train(fold_cfg, prep, command=command, on_model=keep)
+    save_fold(fold_dir, per_epoch)
+    return result, per_epoch
+
+
+def train_fold_share(
+    cfg: TrainConfig, data: RunData, extra: ClipBank, folds: list[np.ndarray], protocol: str, fold_cfgs, command
+) -> dict[str, Any]:
+    """`--only-folds`: train this process's share of the folds (keeping finished ones under --resume) and stop;
+    the run with --resume and without --only-folds gathers every fold. Returns what was done (no metrics.json)."""
+    assert cfg.only_folds is not None
+    wrong = [k for k in cfg.only_folds if k > len(folds)]
+    if wrong:
+        raise ConfigError(f"--only-folds {','.join(map(str, wrong))}: this protocol has {len(folds)} folds")
+    if cfg.ensemble:
+        raise ConfigError("--only-folds does not apply to --ensemble runs (the members are gathered in one process)")
+    trained, kept = [], []
+    for k in (f - 1 for f in cfg.only_folds):
+        if cfg.resume and load_fold(fold_cfgs[k], len(folds[k])) is not None:
+            log.info("fold %d/%d: finished earlier, kept in %s", k + 1, len(folds), fold_cfgs[k].out)
+            kept.append(k + 1)
+            continue
+        prep = fold_data(data, extra, folds[k], k, protocol)
+        log.info("fold %d/%d: %d train / %d val clips", k + 1, len(folds), len(prep.train), len(prep.val))
+        train_one_fold(fold_cfgs[k], prep, command, keep_members=False)
+        trained.append(k + 1)
+    log.info("%s: folds %s done; run again with --resume and without --only-folds to gather them", cfg.out,
+             ",".join(map(str, cfg.only_folds)))  # fmt: skip
+    return {"only_folds": list(cfg.only_folds), "trained": trained, "kept": kept, "protocol": protocol}
 
 
 def write_out_of_fold(path: Path, oof: list[tuple[ClipBank, dict[str, np.ndarray], int]], classes) -> dict[str, Any]:

@@ -84,6 +84,7 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
         help="cross-validate instead of one split: K speaker-grouped folds (5 when given bare) or 'corpus' "
         "(leave one corpus out); the epoch is chosen on the folds' mean macro-F1; --refit then trains on all",
     )
+    add_only_folds_argument(g)
     g.add_argument(
         "--ensemble",
         action="store_true",
@@ -115,6 +116,27 @@ def add_instnorm_argument(g) -> None:
         "--instnorm",
         action="store_true",
         help="normalise each mel bin per utterance (mean/variance over time) inside the model",
+    )
+
+
+def fold_list(text: str) -> tuple[int, ...]:
+    """--only-folds value: comma-separated 1-based fold numbers."""
+    try:
+        folds = tuple(sorted({int(part) for part in text.split(",") if part.strip()}))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--only-folds takes fold numbers like 1,2,3, not {text!r}") from None
+    if not folds or folds[0] < 1:
+        raise argparse.ArgumentTypeError("--only-folds takes fold numbers from 1")
+    return folds
+
+
+def add_only_folds_argument(g) -> None:
+    g.add_argument(
+        "--only-folds",
+        type=fold_list,
+        metavar="K,K",
+        help="with --folds: train only these folds and stop (run shares of the folds side by side, one process "
+        "each on its own core, then once more with --resume and without this flag to gather and refit)",
     )
 
 
@@ -196,10 +218,15 @@ def command_line(args: argparse.Namespace) -> str:
 
 def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
+    if cfg.only_folds is not None and cfg.folds is None:
+        raise ConfigError("--only-folds needs --folds")
     if cfg.folds is not None:
         from trainer.audio.folds import cross_validate
 
         metrics = cross_validate(cfg, command=command_line(args))
+        if cfg.only_folds is not None:
+            print(json.dumps({"out": str(cfg.out), **metrics}))
+            return 0
         figures = {k: metrics["mean_sd"][k] for k in ("accuracy", "macro_f1")}
         print(
             json.dumps(

@@ -40,6 +40,7 @@ from trainer.audio import reports
 from trainer.audio.config import CORPUS_FOLDS, AudioAugment, Balance, SplitKind, TrainConfig, json_safe
 from trainer.audio.folds import cross_validate
 from trainer.audio.loop import checkpoint_info, train
+from trainer.audio.train import add_only_folds_argument
 from trainer.bundle.art_default import GAN_COMMAND, load_art_source, with_generator
 from trainer.bundle.art_default import build_default as build_art_default
 from trainer.bundle.export import TensorRTMode, compile_tensorrt, write_bundle
@@ -118,7 +119,8 @@ def audio_command(cfg: TrainConfig) -> str:
     argv = ["synesthesia-train", "audio"]
     for spec in cfg.data:
         argv += ["--data", spec]
-    for key, value in cfg.model_dump(mode="json", exclude={"data", "reports", "resume", "cache_dir"}).items():
+    run_only = {"data", "reports", "resume", "only_folds", "cache_dir"}  # not part of the recipe
+    for key, value in cfg.model_dump(mode="json", exclude=run_only).items():
         if value is None or value == default.model_dump(mode="json")[key]:
             continue
         flag = "--" + key.replace("_", "-")
@@ -145,13 +147,14 @@ def configs(args: argparse.Namespace) -> dict[str, TrainConfig]:
         "latency_runs": args.latency_runs,
         "resume": args.resume,
     }
+    fold_share = {"only_folds": args.only_folds} if args.only_folds else {}
     runs = Path(args.runs)
     out = {
         "main": TrainConfig(**common, out=runs / "main"),
         "seed3": TrainConfig(**common, taxonomy="seed3", out=runs / "seed3"),
     }
-    out["cv"] = TrainConfig(**common, folds=5, out=runs / "cv")
-    out["loco"] = TrainConfig(**{**common, "refit": False}, folds=CORPUS_FOLDS, out=runs / "loco")
+    out["cv"] = TrainConfig(**common, **fold_share, folds=5, out=runs / "cv")
+    out["loco"] = TrainConfig(**{**common, "refit": False}, **fold_share, folds=CORPUS_FOLDS, out=runs / "loco")
     corpora = [s.split(":", 1)[0] for s in specs]
     if "ravdess" in corpora and "emodb" in corpora:
         for train_on, test_on in (("ravdess", "emodb"), ("emodb", "ravdess")):
@@ -344,6 +347,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="continue stopped training steps in place (a fold run keeps its finished folds, or only refits)",
     )
+    add_only_folds_argument(parser)
     parser.add_argument(
         "--art-from",
         type=Path,
@@ -395,6 +399,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     steps = set(args.steps or [s for s in Step if s.value not in OPTIONAL_STEPS])
+    if args.only_folds and not steps <= {Step.CV, Step.LOCO}:
+        raise ConfigError("--only-folds trains a share of the cv/loco folds: name only --steps cv and/or --steps loco")
     cfgs = configs(args)
     results: dict[str, dict[str, Any]] = {}
     for name, cfg in cfgs.items():
@@ -402,6 +408,9 @@ def run(args: argparse.Namespace) -> int:
         metrics_file = Path(cfg.out) / "metrics.json"
         if step in steps:
             results[name] = run_step(cfg, args.reuse)
+            if cfg.only_folds is not None:  # a share of the folds: nothing to report or bundle yet
+                print(json.dumps({"step": name, **results.pop(name)}))
+                continue
         elif metrics_file.is_file():  # an earlier run's figures, for the bundle
             results[name] = json.loads(metrics_file.read_text(encoding="utf-8"))
     if Step.CROSS in steps and not any("_to_" in k for k in cfgs):
