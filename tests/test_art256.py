@@ -282,7 +282,21 @@ def test_quality_report_runs_on_a_tiny_generator(v2_bundle: Path) -> None:
     cond = F.normalize(torch.randn(8, 128), dim=1)
     report = quality.quality_report(G, cond, _painted(8, 32), up, _painted(4, 64), n=8, display_n=4)
     assert set(report) >= {"sharpness", "grid_peak", "random_features"}
-    assert report["sharpness"]["display_1280x720"] > 0
+    sharp = report["sharpness"]
+    assert sharp["display_1280x720"] > 0 and sharp["images"]["display_each"] == 4
+    for key in ("generator_resolution", "display_1280x720"):
+        low, high = sharp["interval_90"][key]
+        assert low <= sharp[key] <= high or np.isclose(low, high)
+
+
+def test_the_sharpness_interval_covers_the_ratio_and_narrows_with_more_images() -> None:
+    rng = np.random.default_rng(0)
+    few_g, few_c = rng.gamma(2.0, 1.0, 8), rng.gamma(2.0, 1.0, 8)
+    many_g, many_c = rng.gamma(2.0, 1.0, 512), rng.gamma(2.0, 1.0, 512)
+    low, high = quality.ratio_interval(few_g, few_c)
+    assert low < few_g.mean() / few_c.mean() < high
+    low2, high2 = quality.ratio_interval(many_g, many_c)
+    assert low2 < many_g.mean() / many_c.mean() < high2 and high2 - low2 < (high - low) / 3
 
 
 def test_upsampler_command_adds_to_a_bundle(tmp_path: Path) -> None:

@@ -344,7 +344,7 @@ def build_art_half(
     corpus_display = None  # the display path's reference: the corpus rendered at the up-sampled size
     if upsampler is not None:
         size = res * upsampler.config.factor
-        corpus_display = procedural_art(classes, 2, size=size, seed=cfg.art_seed + VAL_ART_SEED_OFFSET).images
+        corpus_display = procedural_art(classes, 16, size=size, seed=cfg.art_seed + VAL_ART_SEED_OFFSET).images
     corpus = quality.to_uint8_hwc(art_val.tensor(res))
     metrics["quality"] = quality.quality_report(generator, bank.art, corpus, upsampler, corpus_display)
     if upsampler is not None:
