@@ -115,3 +115,28 @@ def test_default_pipeline_writes_a_bundle_with_every_figure(tmp_path: Path) -> N
     assert bundle.manifest.data["split"]["val_speakers"]
     summary = json.loads((tmp_path / "runs" / "main" / "metrics.json").read_text())
     assert summary["taxonomy"] == "default"
+
+
+def test_stream_cut_procedural_clips_are_windows_of_the_demo_stream() -> None:
+    from engine.audio.synth import SynthStream
+    from trainer.audio.data import synthetic_records
+
+    fe = FrontEndConfig()
+    n = round(fe.window_s * fe.sample_rate)
+    recs, clips = synthetic_records(["happy", "sad"], 2, 7, fe)
+    recs_s, cut = synthetic_records(["happy", "sad"], 2, 7, fe, stream=True)
+    assert [r.emotion for r in recs] == [r.emotion for r in recs_s] and [r.speaker for r in recs] == [
+        r.speaker for r in recs_s
+    ]
+    assert all(c.key != s.key for c, s in zip(clips, cut, strict=True))  # cached apart
+    first, second = cut[0].load(), cut[0].load()
+    assert first.shape == (n,) and np.isfinite(first).all() and np.array_equal(first, second)  # seeded
+    assert not np.allclose(first, clips[0].load()[:n])
+    # the window is the stream's own audio at the clip's voice and valence/arousal, from some offset
+    from trainer.audio.synthetic import SyntheticCorpus
+
+    spec = SyntheticCorpus(["happy", "sad"], 2, duration_s=fe.window_s, seed=7, sample_rate=fe.sample_rate).spec(0)
+    whole = SynthStream((spec.valence, spec.arousal), kind=spec.kind, sample_rate=fe.sample_rate, seed=spec.seed)
+    audio = whole.read(6 * fe.sample_rate + n)
+    starts = [k for k in range(6 * fe.sample_rate) if abs(audio[k] - first[0]) < 1e-7]
+    assert any(np.array_equal(audio[k : k + n], first) for k in starts)

@@ -97,6 +97,11 @@ class TrainConfig(BaseModel):
     )
     balance: Balance = Field(Balance.NONE, description="weighted sampling of training clips per epoch")
     synthetic_per_class: int = Field(0, ge=0, description="procedural clips per class added to training only")
+    synthetic_stream: bool = Field(
+        False,
+        description="the synthetic_per_class clips are windows cut from the demo's crossfaded procedural stream "
+        "(as `synth:` sources play) rather than single utterances",
+    )
     synthetic_weight: float = Field(
         1.0, gt=0, description="with --balance: the procedural corpus weighs as this many speakers (or corpora)"
     )

@@ -65,8 +65,14 @@ def parse_synthetic(spec: str) -> tuple[int, int] | None:
     return n, seed
 
 
-def synthetic_records(classes: Sequence[str], n_per_class: int, seed: int, frontend: FrontEndConfig):
-    """Procedural clips as AudioRecords (corpus 'synthetic') with the sources that generate them."""
+def synthetic_records(
+    classes: Sequence[str], n_per_class: int, seed: int, frontend: FrontEndConfig, stream: bool = False
+):
+    """Procedural clips as AudioRecords (corpus 'synthetic') with the sources that generate them.
+
+    stream: each clip is a window cut from the live demo's `SynthStream` (2 s utterances crossfaded, the
+    window straddling one or two joins) at the clip's voice and valence/arousal, instead of one utterance
+    synthesised alone: the shape of what the engine hears from `synth:...` sources."""
 
     corpus = SyntheticCorpus(
         list(classes), n_per_class, duration_s=frontend.window_s, seed=seed, sample_rate=frontend.sample_rate
@@ -82,8 +88,24 @@ def synthetic_records(classes: Sequence[str], n_per_class: int, seed: int, front
         key = (
             f"{ident}|{spec.seed}|{spec.voice}|{spec.kind}|{spec.valence}|{spec.arousal}|{corpus.duration_s}|{version}"
         )
-        sources.append(ClipSource(key, lambda i=spec.index: corpus[i].audio))
+        if stream:
+            sources.append(ClipSource(key + "|stream", lambda s=spec: stream_window(s, frontend)))
+        else:
+            sources.append(ClipSource(key, lambda i=spec.index: corpus[i].audio))
     return records, sources
+
+
+def stream_window(spec, frontend: FrontEndConfig) -> np.ndarray:
+    """One window of the demo's procedural stream for a SyntheticCorpus spec: its voice, kind and
+    valence/arousal, starting at a seeded offset within the stream's first 6 s (so one to two joins)."""
+    n = round(frontend.window_s * frontend.sample_rate)
+    rng = np.random.default_rng(spec.seed)
+    skip = int(rng.integers(0, 6 * frontend.sample_rate))
+    source = synth_module.SynthStream(
+        (spec.valence, spec.arousal), kind=spec.kind, sample_rate=frontend.sample_rate, seed=spec.seed
+    )
+    source.read(skip)
+    return source.read(n)
 
 
 def load_records(specs: Sequence[str], taxonomy, frontend: FrontEndConfig):
@@ -187,7 +209,9 @@ def prepare(cfg: TrainConfig, frontend: FrontEndConfig | None = None, progress: 
     split = make_split(real or records, cfg, taxonomy)
     train_records = list(split.train) + extra
     if cfg.synthetic_per_class:
-        more, more_src = synthetic_records(taxonomy.classes, cfg.synthetic_per_class, cfg.seed + 1000, frontend)
+        more, more_src = synthetic_records(
+            taxonomy.classes, cfg.synthetic_per_class, cfg.seed + 1000, frontend, cfg.synthetic_stream
+        )
         source_of.update({id(r): s for r, s in zip(more, more_src, strict=True)})
         train_records += more
     cache = FeatureCache(frontend, cfg.cache_dir)
@@ -225,7 +249,9 @@ def prepare_pool(cfg: TrainConfig, frontend: FrontEndConfig | None = None, progr
     folded = [(r, s) for r, s in pairs if r.corpus != SYNTHETIC or not has_real]
     extra = [(r, s) for r, s in pairs if has_real and r.corpus == SYNTHETIC]
     if cfg.synthetic_per_class:
-        more = synthetic_records(taxonomy.classes, cfg.synthetic_per_class, cfg.seed + 1000, frontend)
+        more = synthetic_records(
+            taxonomy.classes, cfg.synthetic_per_class, cfg.seed + 1000, frontend, cfg.synthetic_stream
+        )
         extra += list(zip(*more, strict=True))
     cache = FeatureCache(frontend, cfg.cache_dir)
     pool = bank_from([r for r, _ in folded], [s for _, s in folded], cache, taxonomy, progress)

@@ -94,6 +94,7 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
         g, "--balance", Balance.NONE, "weighted sampling per epoch: speaker (equal share each), corpus, speaker_class"
     )
     g.add_argument("--synthetic-per-class", type=int, default=0, help="procedural clips added to training only")
+    add_synthetic_stream_argument(g)
     g.add_argument(
         "--synthetic-weight",
         type=float,
@@ -137,6 +138,16 @@ def add_only_folds_argument(g) -> None:
         metavar="K,K",
         help="with --folds: train only these folds and stop (run shares of the folds side by side, one process "
         "each on its own core, then once more with --resume and without this flag to gather and refit)",
+    )
+
+
+def add_synthetic_stream_argument(g) -> None:
+    g.add_argument(
+        "--synthetic-stream",
+        action="store_true",
+        default=None,
+        help="cut the --synthetic-per-class clips from the demo's crossfaded procedural stream (what `synth:` "
+        "sources play: windows straddle utterance joins) instead of synthesising single utterances",
     )
 
 

@@ -40,7 +40,7 @@ from trainer.audio import reports
 from trainer.audio.config import CORPUS_FOLDS, AudioAugment, Balance, SplitKind, TrainConfig, json_safe
 from trainer.audio.folds import cross_validate
 from trainer.audio.loop import checkpoint_info, train
-from trainer.audio.train import add_only_folds_argument
+from trainer.audio.train import add_only_folds_argument, add_synthetic_stream_argument
 from trainer.bundle.art_default import GAN_COMMAND, load_art_source, with_generator
 from trainer.bundle.art_default import build_default as build_art_default
 from trainer.bundle.export import TensorRTMode, compile_tensorrt, write_bundle
@@ -142,6 +142,7 @@ def configs(args: argparse.Namespace) -> dict[str, TrainConfig]:
         "compile": args.compile,
         "synthetic_per_class": args.synthetic_per_class,
         "synthetic_weight": args.synthetic_weight,
+        "synthetic_stream": bool(args.synthetic_stream),
         "seed": args.seed,
         "cache_dir": args.cache_dir,
         "latency_runs": args.latency_runs,
@@ -310,6 +311,7 @@ def write_default_bundle(
         "taxonomy": info["taxonomy"],
         "split": info["split"],
         "synthetic_per_class": cfg.synthetic_per_class,
+        "synthetic_stream": cfg.synthetic_stream,
         "augmentation": cfg.augment.value,
         "balance": cfg.balance.value,
     }
@@ -392,6 +394,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=1.0,
         help="the procedural clips weigh as this many speakers under speaker balance (default 1)",
     )
+    add_synthetic_stream_argument(parser)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache-dir", type=Path)
     parser.add_argument("--latency-runs", type=int, default=200)
