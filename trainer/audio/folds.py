@@ -307,7 +307,6 @@ def cross_validate(
                 continue
             prep = fold_data(data, extra, val_idx, k, protocol)
             fold_info[k] = prep.split
-            log.info("fold %d/%d: %d train / %d val clips", k + 1, len(folds), len(prep.train), len(prep.val))
             result, per_epoch = train_one_fold(fold_cfgs[k], prep, command, keep_members=cfg.ensemble)
             histories.append(result.history)
             fold_preds.append(per_epoch)
@@ -379,6 +378,7 @@ def train_one_fold(fold_cfg: TrainConfig, prep: RunData, command: str | None, ke
     """Train one fold, keeping every epoch's validation predictions (and, for ensembles, its weights)."""
     per_epoch: list[dict[str, np.ndarray]] = []
     fold_dir = Path(fold_cfg.out)
+    log.info("%s: %d train / %d val clips", fold_dir.name, len(prep.train), len(prep.val))
 
     def keep(epoch: int, model, pred) -> None:
         per_epoch.append(pred)
@@ -409,7 +409,6 @@ def train_fold_share(
             kept.append(k + 1)
             continue
         prep = fold_data(data, extra, folds[k], k, protocol)
-        log.info("fold %d/%d: %d train / %d val clips", k + 1, len(folds), len(prep.train), len(prep.val))
         train_one_fold(fold_cfgs[k], prep, command, keep_members=False)
         trained.append(k + 1)
     log.info("%s: folds %s done; run again with --resume and without --only-folds to gather them", cfg.out,

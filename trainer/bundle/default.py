@@ -409,11 +409,10 @@ def run(args: argparse.Namespace) -> int:
     for name, cfg in cfgs.items():
         step = Step.CROSS if "_to_" in name else Step(name)
         metrics_file = Path(cfg.out) / "metrics.json"
-        if step in steps:
+        if step in steps and cfg.only_folds is not None:  # a share of the folds: nothing to report or bundle yet
+            print(json.dumps({"step": name, **run_step(cfg, args.reuse)}))
+        elif step in steps:
             results[name] = run_step(cfg, args.reuse)
-            if cfg.only_folds is not None:  # a share of the folds: nothing to report or bundle yet
-                print(json.dumps({"step": name, **results.pop(name)}))
-                continue
         elif metrics_file.is_file():  # an earlier run's figures, for the bundle
             results[name] = json.loads(metrics_file.read_text(encoding="utf-8"))
     if Step.CROSS in steps and not any("_to_" in k for k in cfgs):
