@@ -10,9 +10,15 @@ from typing import Any
 
 from pythonosc import dispatcher, osc_server
 
+RCVBUF = 4 << 20  # bytes; the kernel caps it at net.core.rmem_max
+
 
 class OscReceiver:
-    """A real python-osc UDP server on a free loopback port, recording (address, args)."""
+    """A real python-osc UDP server on a free loopback port, recording (address, args) in arrival order.
+
+    One server thread handles the datagrams in turn (a threading server would record them in whatever
+    order its per-datagram threads happen to run), with a large receive buffer so a loaded machine does
+    not drop a burst before the thread reads it."""
 
     def __init__(self) -> None:
         self.messages: list[tuple[str, tuple]] = []
@@ -20,7 +26,8 @@ class OscReceiver:
         self._lock = threading.Lock()
         d = dispatcher.Dispatcher()
         d.set_default_handler(self._record)
-        self.server = osc_server.ThreadingOSCUDPServer(("127.0.0.1", 0), d)
+        self.server = osc_server.BlockingOSCUDPServer(("127.0.0.1", 0), d)
+        self.server.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()

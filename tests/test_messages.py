@@ -154,6 +154,20 @@ def test_sender_publishes_multipart_topic_json_with_sequence_numbers(osc_rx: Osc
         ctx.term()
 
 
+def test_interleaved_topics_go_out_in_publish_order() -> None:
+    """A replay re-publishes a recorded stream (audio, then emotion, then audio...); the round-robin over
+    topics must not turn it into emotion-first."""
+    sender = Sender(None, None, queue_size=16)
+    sent: list[tuple[str, int]] = []
+    sender.tap = lambda topic, data, osc: sent.append((topic.value, data["i"]))
+    published = [(Topic.AUDIO, 0), (Topic.EMOTION, 1), (Topic.AUDIO, 2), (Topic.EMOTION, 3)]
+    for topic, i in published:  # queued before the thread starts, so they are drained in rounds
+        sender.publish(topic, {"i": i})
+    sender.start()
+    sender.stop()
+    assert sent == [(t.value, i) for t, i in published]
+
+
 def test_queue_drops_the_oldest_when_full() -> None:
     sender = Sender(None, None, queue_size=4)  # not started: nothing drains the queue
     for i in range(10):

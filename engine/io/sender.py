@@ -6,9 +6,10 @@ another out: frames are latest-only (one slot; the newest frame replaces an unse
 frame is worth nothing), every other topic keeps up to `queue_size` messages and drops the OLDEST when
 full (counted per topic; an installation wants the room's current state, not a backlog). The thread drains
 the topics in turn, one message from each per round, so a flood on one topic delays the others by at most
-one message. Sequence numbers are given per topic at publish time, so a receiver sees every drop (queue
-or network) as a gap. Failed sends are counted and logged rate-limited per topic. A slow or absent peer
-therefore costs drops, never analysis or frame time.
+one message; within a round the messages go out in the order they were published (a replay re-publishes
+a recorded stream and must send it in the recorded order). Sequence numbers are given per topic at
+publish time, so a receiver sees every drop (queue or network) as a gap. Failed sends are counted and
+logged rate-limited per topic. A slow or absent peer therefore costs drops, never analysis or frame time.
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ class Outgoing:
     captured_at: float | None  # time.monotonic() of the audio it describes, for the latency figure
     blob: bytes | None = None  # extra binary part (encoded frame)
     build: Callable[[], tuple[dict[str, Any], Sequence[OscMessage]]] | None = None  # lazy (data, osc)
+    order: int = 0  # publish order across all topics
 
 
 class Sender:
@@ -128,7 +130,8 @@ class Sender:
             elif len(queue) >= policy.bound:
                 queue.popleft()
                 self._drops[topic] += 1
-            queue.append(Outgoing(topic, seq, time.time(), data or {}, tuple(osc), captured_at, blob, build))
+            item = Outgoing(topic, seq, time.time(), data or {}, tuple(osc), captured_at, blob, build, self.published)
+            queue.append(item)
             self.published += 1
             self._cond.notify()
         return seq
@@ -141,13 +144,14 @@ class Sender:
             self._cond.notify()
 
     def _next_round(self, stop: threading.Event) -> list[Outgoing] | None:
-        """One message from each topic that has any (waits for one); None once stopped and drained."""
+        """One message from each topic that has any, in publish order (waits for one); None once stopped and
+        drained."""
         with self._cond:
             while not any(self._queues.values()):
                 if stop.is_set():
                     return None
                 self._cond.wait(0.5)
-            return [q.popleft() for q in self._queues.values() if q]
+            return sorted((q.popleft() for q in self._queues.values() if q), key=lambda item: item.order)
 
     def _run(self, stop: threading.Event) -> None:
         while (batch := self._next_round(stop)) is not None:
