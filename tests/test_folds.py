@@ -15,7 +15,7 @@ from engine.inference.base import Component
 from engine.inference.onnx_backend import OnnxRunner
 from engine.inference.torch_backend import TorchRunner
 from engine.models.bundle import load_bundle
-from engine.models.checkpoint import audio_model_from_config, load_audio_model
+from engine.models.checkpoint import audio_model_from_config, load_audio_model, load_checkpoint
 from engine.models.encoders import Arch, EncoderConfig, build_encoder
 from engine.models.ensemble import EnsembleAudioModel
 from trainer.audio import reports
@@ -216,7 +216,8 @@ def test_arousal_ranking_reads_the_source_emotion_from_the_file_name() -> None:
 
 def test_fold_ensemble_exports_as_one_graph_the_engine_runs(fold_run: Path, tmp_path: Path) -> None:
     out = tmp_path / "bundle"
-    assert main(["export", str(fold_run / "ensemble.pt"), "--out", str(out), "--tensorrt", "off"]) == 0
+    argv = ["export", str(fold_run / "ensemble.pt"), "--out", str(out), "--tensorrt", "off", "--art-from", "none"]
+    assert main(argv) == 0  # audio-only here: the ensemble's art alignment is tested with the default recipe
     bundle = load_bundle(out)
     enc = bundle.manifest.encoder
     assert enc.model_extra["ensemble"] == 3 and enc.config.instnorm
@@ -336,6 +337,56 @@ def test_default_pipeline_ships_the_fold_refit_with_fold_means(tmp_path: Path, c
     folds = [set(f) for f in metrics["default"]["fold_val_speakers"]]
     held = bundle.manifest.data["alignment_audio"]["real_val_speakers"]
     assert set(held) in folds  # one whole fold held out of the alignment
+
+
+@pytest.mark.slow
+def test_default_pipeline_can_ship_the_last_epoch_fold_ensemble_aligned_to_the_art(tmp_path: Path, cache: Path) -> None:
+    """`default --ensemble`: the 5 fold models at their last epoch ship as one graph, described by the last-epoch
+    fold means (nothing chosen), and the art half aligns each member into the one art space."""
+    from engine.models.bundle import DEFAULT_BUNDLE
+    from trainer.bundle.art_default import ArtHalfConfig, attach_art_half, load_art_source
+    from trainer.space.align import AlignConfig, AudioAlignConfig
+
+    runs, out = tmp_path / "runs", tmp_path / "bundle"
+    argv = ["default", "--data", "synthetic:6", "--synthetic-per-class", "0", "--epochs", "2", "--width", "4"]
+    argv += ["--rnn-hidden", "16", "--no-compile", "--ensemble"]
+    argv += ["--runs", str(runs), "--out", str(out), "--latency-runs", "2", "--cache-dir", str(cache)]
+    assert main([*argv, "--steps", "cv", "--only-folds", "1,2"]) == 0  # shares, gathered by the resume below
+    assert main([*argv, "--steps", "cv", "--steps", "bundle", "--resume"]) == 0
+    assert not (runs / "cv" / "best.pt").exists()  # no refit
+    manifest = load_bundle(out).manifest
+    metrics = manifest.metrics
+    assert manifest.encoder.model_extra["ensemble"] == 5
+    ens = metrics["default"]["ensemble"]
+    assert ens["members"] == 5 and ens["epoch"] == 2 and ens["estimate"] == "last_epoch_mean_sd"
+    last = metrics["default"]["last_epoch_mean_sd"]
+    assert metrics["goals"]["default_macro_f1"]["value"] == last["macro_f1"]["mean"]
+    assert metrics["goals"]["max_cpu_ms_per_window"]["value"] > 0  # the whole ensemble, timed
+    assert metrics["goals"]["max_parameters"]["value"] == 5 * metrics["parameters"]["encoder"]
+    fold_ckpt = load_checkpoint(runs / "cv" / "fold-3" / "ckpt.pt")
+    member = load_audio_model(runs / "cv" / "ensemble.pt").members[2]
+    assert all(torch.equal(member.encoder.state_dict()[k[len("encoder."):]], v)
+               for k, v in fold_ckpt["state_dict"].items() if k.startswith("encoder."))  # fmt: skip
+    small = ArtHalfConfig(
+        art_per_class=6, art_val_per_class=3, index_per_class=4, eval_per_class=4,
+        align=AlignConfig(audio=AudioAlignConfig(steps=20)),
+    )  # fmt: skip
+    attach_art_half(out, runs / "cv" / "ensemble.pt", tmp_path / "art", load_art_source(DEFAULT_BUNDLE), small)
+    bundle = load_bundle(out)
+    assert bundle.manifest.generator is not None and bundle.manifest.encoder.model_extra["ensemble"] == 5
+    aligned = load_audio_model(bundle.file(bundle.manifest.encoder.torch))
+    assert isinstance(aligned, EnsembleAudioModel)
+    retrieval = bundle.manifest.metrics["art"]["retrieval"]
+    assert 0.0 <= retrieval["audio_to_art"] <= 1.0 and retrieval["by_audio_source"]["real"]["n_audio"] > 0
+    # every member got its own projection into the art space (none is the bare fold model's placeholder)
+    bare = load_audio_model(runs / "cv" / "ensemble.pt")
+    for k in range(5):
+        w_new = aligned.members[k].projection.net[-1].weight
+        assert not torch.equal(w_new, bare.members[k].projection.net[-1].weight)
+    config = aligned.members[0].encoder.config
+    features = torch.randn(3, 1, config.n_mels, config.n_frames)
+    shared = aligned(features)[3]
+    assert torch.allclose(shared.norm(dim=1), torch.ones(3), atol=1e-5)
 
 
 def test_oof_report_gives_the_runs_fold_figures_from_the_file_alone(fold_run: Path) -> None:

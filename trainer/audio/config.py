@@ -41,6 +41,16 @@ class EpochChoice(StrEnum):
     HELDOUT = "heldout"
 
 
+class EnsembleEpoch(StrEnum):
+    """Which epoch of each fold a fold ensemble keeps."""
+
+    # the epoch chosen on the folds' mean curve (every epoch's weights kept until then; one process)
+    CHOSEN = "chosen"
+    # each fold's last epoch, from its resume checkpoint: nothing is chosen (the last-epoch fold means are
+    # the members' unchosen estimate), and shares of the folds (--only-folds) can be gathered later
+    LAST = "last"
+
+
 class VALoss(StrEnum):
     MSE = "mse"
     CCC = "ccc"
@@ -90,6 +100,7 @@ class TrainConfig(BaseModel):
         "of one split; the epoch is chosen on the folds' mean validation macro-F1",
     )
     ensemble: bool = Field(False, description="with folds: also write the K fold members as one ensemble.pt")
+    ensemble_epoch: EnsembleEpoch = Field(EnsembleEpoch.CHOSEN, description="with ensemble: the members' epoch")
     only_folds: tuple[int, ...] | None = Field(
         None,
         description="with folds: train only these folds (1-based) and stop; one process per share of the folds, "

@@ -7,12 +7,15 @@ validated on its own; every epoch's validation predictions are kept, the epoch i
 **mean validation macro-F1 curve**, and every fold is then scored at that one epoch: mean ± sd over folds
 per metric, per corpus, each fold's confusion matrix, and the pooled out-of-fold figures. `--refit`
 trains one model on every speaker for the chosen epochs (`OUT/best.pt`, what `export` takes);
-`--ensemble` keeps the K fold models at the chosen epoch as one `EnsembleAudioModel` (`OUT/ensemble.pt`).
+`--ensemble` keeps the K fold models at the chosen epoch as one `EnsembleAudioModel` (`OUT/ensemble.pt`),
+or with `--ensemble-epoch last` each fold's last epoch (read from its resume checkpoint `fold-K/ckpt.pt`:
+nothing is chosen, so the last-epoch fold means are the members' unchosen estimate).
 
 `--resume` continues a stopped fold run in the same OUT: a fold whose `fold-K/predictions.npz` (every
 epoch's validation predictions, written when the fold finishes) matches the run's config is read back
 instead of trained; when every fold finished and `oof.npz` exists (the refit was what stopped), the folds
-are read from `oof.npz` at the chosen epoch and only the refit runs. Not with `--ensemble`.
+are read from `oof.npz` at the chosen epoch and only the refit runs. Not with `--ensemble` at the chosen
+epoch (its per-epoch weights are not kept in a form a resume can trust); a last-epoch ensemble resumes.
 
 Side effects: fold runs under OUT/fold-K/, OUT/metrics.json, OUT/folds.md, OUT/oof.npz (out-of-fold
 predictions) and the two checkpoints.
@@ -33,11 +36,11 @@ from typing import Any
 import numpy as np
 
 from engine.errors import ConfigError
-from engine.models.checkpoint import load_audio_model, save_audio_model, save_ensemble
+from engine.models.checkpoint import load_audio_model, load_checkpoint, save_audio_model, save_ensemble
 from engine.models.encoders import count_parameters
 from engine.models.ensemble import EnsembleAudioModel
 from trainer.audio import reports
-from trainer.audio.config import BEST_CKPT, CORPUS_FOLDS, EpochChoice, TrainConfig, json_safe
+from trainer.audio.config import BEST_CKPT, CORPUS_FOLDS, LAST_CKPT, EnsembleEpoch, EpochChoice, TrainConfig, json_safe
 from trainer.audio.data import RunData, prepare_pool
 from trainer.audio.features import ClipBank, mel_statistics
 from trainer.audio.loop import build_model, checkpoint_extra, refit_model, setup, train
@@ -258,7 +261,8 @@ def cross_validate(
 ) -> dict[str, Any]:
     """Run the fold protocol of `cfg.folds`; returns (and writes) the summary metrics."""
     started = time.time()
-    if cfg.resume and cfg.ensemble:  # the members' per-epoch weights are not kept in a form a resume can trust
+    keep_members = cfg.ensemble and cfg.ensemble_epoch is EnsembleEpoch.CHOSEN  # every epoch's weights
+    if cfg.resume and keep_members:  # the members' per-epoch weights are not kept in a form a resume can trust
         raise ConfigError("--resume does not apply to --folds runs with --ensemble; use another --out")
     if int(os.environ.get("WORLD_SIZE", 1)) > 1:
         raise ConfigError("--folds runs in one process (run folds side by side as separate commands instead)")
@@ -274,6 +278,7 @@ def cross_validate(
                 "select": EpochChoice.HELDOUT,  # the fold's own clips; the epoch is chosen across folds below
                 "refit": False,
                 "ensemble": False,
+                "ensemble_epoch": EnsembleEpoch.CHOSEN,
                 "reports": False,
                 "latency_runs": 0,
                 "resume": False,
@@ -307,7 +312,7 @@ def cross_validate(
                 continue
             prep = fold_data(data, extra, val_idx, k, protocol)
             fold_info[k] = prep.split
-            result, per_epoch = train_one_fold(fold_cfgs[k], prep, command, keep_members=cfg.ensemble)
+            result, per_epoch = train_one_fold(fold_cfgs[k], prep, command, keep_members=keep_members)
             histories.append(result.history)
             fold_preds.append(per_epoch)
 
@@ -360,7 +365,9 @@ def cross_validate(
     if cfg.refit:
         metrics["refit"] = refit_all(cfg, everything, histories, selection["epoch"], metrics)
     if cfg.ensemble:
-        metrics["ensemble"] = write_ensemble(cfg, data, extra, folds, protocol, everything, selection["epoch"])
+        last = cfg.ensemble_epoch is EnsembleEpoch.LAST
+        epoch = len(histories[0]) if last else selection["epoch"]
+        metrics["ensemble"] = write_ensemble(cfg, data, extra, folds, protocol, everything, epoch)
     metrics["duration_s"] = round(time.time() - started + earlier, 1)
     if cfg.resume:
         metrics["resumed"] = {"this_process_s": round(time.time() - started, 1), "earlier_folds_s": round(earlier, 1)}
@@ -400,8 +407,11 @@ def train_fold_share(
     wrong = [k for k in cfg.only_folds if k > len(folds)]
     if wrong:
         raise ConfigError(f"--only-folds {','.join(map(str, wrong))}: this protocol has {len(folds)} folds")
-    if cfg.ensemble:
-        raise ConfigError("--only-folds does not apply to --ensemble runs (the members are gathered in one process)")
+    if cfg.ensemble and cfg.ensemble_epoch is EnsembleEpoch.CHOSEN:
+        raise ConfigError(
+            "--only-folds does not apply to --ensemble at the chosen epoch (the members are gathered in one "
+            "process); use --ensemble-epoch last"
+        )
     trained, kept = [], []
     for k in (f - 1 for f in cfg.only_folds):
         if cfg.resume and load_fold(fold_cfgs[k], len(folds[k])) is not None:
@@ -452,21 +462,29 @@ def refit_all(cfg: TrainConfig, everything: RunData, histories, epochs: int, met
 
 
 def write_ensemble(cfg, data: RunData, extra, folds, protocol, everything: RunData, epoch: int) -> dict[str, Any]:
-    """The K fold models at the chosen epoch as one EnsembleAudioModel (`OUT/ensemble.pt`, what `export` takes)."""
+    """The K fold models at `epoch` (1-based) as one EnsembleAudioModel (`OUT/ensemble.pt`, what `export`
+    takes): from the kept per-epoch weights, or with `ensemble_epoch` last from each fold's resume checkpoint."""
     _, device = setup(cfg)
+    last = cfg.ensemble_epoch is EnsembleEpoch.LAST
     members, stats = [], []
     for k, val_idx in enumerate(folds):
         fold_dir = Path(cfg.out) / f"fold-{k + 1}"
-        member = load_audio_model(fold_dir / EPOCHS_DIR / f"{epoch:03d}.pt").to(device)
+        path = fold_dir / LAST_CKPT if last else fold_dir / EPOCHS_DIR / f"{epoch:03d}.pt"
+        if last and int(load_checkpoint(path, "audio_model").get("epoch", -1)) != epoch - 1:
+            raise ConfigError(f"{path}: not the fold's last epoch ({epoch}); train the fold again (another --out)")
+        member = load_audio_model(path).to(device)
         prep = fold_data(data, extra, val_idx, k, protocol)
         fit_projection(member, prep, cfg, device)
         members.append(member.cpu().eval())
         stats.append((prep.mel_mean, prep.mel_std))
-        shutil.rmtree(fold_dir / EPOCHS_DIR)  # the other epochs' weights are not needed any more
+        if not last:
+            shutil.rmtree(fold_dir / EPOCHS_DIR)  # the other epochs' weights are not needed any more
     model = EnsembleAudioModel(members, everything.mel_mean, everything.mel_std, stats).eval()
-    path = Path(cfg.out) / ENSEMBLE_CKPT
-    save_ensemble(model, path, checkpoint_extra(cfg, everything, epoch=epoch - 1))
-    return {"checkpoint": str(path), "members": len(members), "epoch": epoch}
+    out = Path(cfg.out) / ENSEMBLE_CKPT
+    save_ensemble(model, out, checkpoint_extra(cfg, everything, epoch=epoch - 1))
+    estimate = "last_epoch_mean_sd" if last else "mean_sd"
+    return {"checkpoint": str(out), "members": len(members), "epoch": epoch, "members_epoch": cfg.ensemble_epoch.value,
+            "estimate": estimate}  # fmt: skip
 
 
 def _pm(cell: dict[str, float] | None) -> str:

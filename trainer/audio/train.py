@@ -31,6 +31,7 @@ from trainer.audio.config import (
     SYNTHETIC,
     AudioAugment,
     Balance,
+    EnsembleEpoch,
     EpochChoice,
     SplitKind,
     TrainConfig,
@@ -88,7 +89,14 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--ensemble",
         action="store_true",
-        help="with --folds: also keep the K fold models at the chosen epoch as OUT/ensemble.pt (one ONNX graph)",
+        help="with --folds: also keep the K fold models as OUT/ensemble.pt (one ONNX graph)",
+    )
+    enum_argument(
+        g,
+        "--ensemble-epoch",
+        EnsembleEpoch.CHOSEN,
+        "the members' epoch: the one chosen on the folds' mean (default), or each fold's last (nothing chosen; "
+        "works with --only-folds and --resume)",
     )
     enum_argument(
         g, "--balance", Balance.NONE, "weighted sampling per epoch: speaker (equal share each), corpus, speaker_class"

@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from engine.errors import ConfigError
 from engine.models.bundle import MANIFEST, Manifest, load_bundle
 from engine.models.checkpoint import load_checkpoint, load_generator, load_upsampler, save_upsampler
+from engine.models.ensemble import EnsembleAudioModel
 from engine.models.generator import Generator, GeneratorConfig
 from engine.models.heads import AudioModel
 from engine.models.upsampler import Upsampler, UpsamplerConfig
@@ -46,6 +47,7 @@ from trainer.space.align import (
     AlignConfig,
     ArtSpace,
     align_audio,
+    align_ensemble,
     build_art_index,
     load_art_space,
     plot_alignment,
@@ -55,7 +57,7 @@ from trainer.space.align import (
     train_art_space,
     va_head_from_state,
 )
-from trainer.space.audio_set import AudioSet, concat_audio, embed_audio
+from trainer.space.audio_set import AudioSet, audio_shared, concat_audio
 from trainer.space.data import (
     ART_ENCODER_FILE,
     DEFAULT_CLASSES,
@@ -133,7 +135,7 @@ class ArtHalfConfig(BaseModel):
 class ArtHalf:
     """What the art half adds to a bundle."""
 
-    audio_model: AudioModel  # the encoder with the aligned projection
+    audio_model: AudioModel | EnsembleAudioModel  # the encoder(s) with the aligned projection(s)
     generator: Generator  # EMA generator
     art_index: dict[str, np.ndarray]
     metrics: dict[str, Any]
@@ -222,7 +224,7 @@ def _complete_gan(path: Path, cfg: GanConfig) -> bool:
 
 
 def build_art_half(
-    audio_model: AudioModel,
+    audio_model: AudioModel | EnsembleAudioModel,
     audio_train: AudioSet,
     audio_val: dict[str, AudioSet],
     runs: Path,
@@ -305,7 +307,8 @@ def build_art_half(
     # 4. Audio into the art space (stage 2): seconds, always re-run for the given encoder.
     t0 = time.perf_counter()
     all_val = concat_audio(list(audio_val.values()))
-    aligned = align_audio(audio_model, audio_train, all_val, space, art_train, art_val, cfg.align)
+    align = align_ensemble if isinstance(audio_model, EnsembleAudioModel) else align_audio
+    aligned = align(audio_model, audio_train, all_val, space, art_train, art_val, cfg.align)
     save_alignment(aligned, cfg.align, align_dir / "align.pt")
     # the readout travels with the encoder, so a later encoder can be aligned to this art half exactly
     save_art_encoder(space.art_encoder, align_dir / ART_ENCODER_FILE, {"va_head": space.va_head.state_dict()})
@@ -313,15 +316,13 @@ def build_art_half(
     _, art_val_shared = space.art_encoder.encode(art_val.tensor())
     retrieval: dict[str, Any] = {"all": _brief(aligned.metrics)}
     for name, held_out in audio_val.items():
-        with torch.no_grad():
-            shared = aligned.audio_model.projection(embed_audio(aligned.audio_model, held_out.features))
+        shared = audio_shared(aligned.audio_model, held_out.features)
         retrieval[name] = _brief(retrieval_metrics(shared, held_out.labels, art_val_shared, art_val.labels, classes))
 
     # 5. GAN metrics and figures (conditions from held-out artworks and held-out audio clips).
     t0 = time.perf_counter()
     figures = runs / "figures"
-    with torch.no_grad():
-        train_audio_shared = aligned.audio_model.projection(embed_audio(aligned.audio_model, audio_train.features))
+    train_audio_shared = audio_shared(aligned.audio_model, audio_train.features)
     bank = ConditionBank(
         art=condition_bank(space.art_encoder, art_train).art,
         art_labels=torch.from_numpy(art_train.labels),

@@ -54,9 +54,6 @@ def run(args: argparse.Namespace) -> int:
     manifest = export_checkpoint(
         args.checkpoint, args.out, name=args.name, license=args.license, tensorrt=args.tensorrt
     )
-    if art_source is not None and manifest.encoder.model_dump().get("ensemble"):
-        log.warning("%s: a fold ensemble is not aligned to an art space yet; the bundle is audio-only", args.out)
-        art_source = None
     if art_source is not None:
         attach_art_half(Path(args.out), Path(args.checkpoint), Path(args.checkpoint).parent / "art", art_source)
         manifest = load_bundle(args.out).manifest

@@ -26,12 +26,13 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 
+from engine.models.ensemble import EnsembleAudioModel
 from engine.models.generator import Generator
 from engine.models.heads import AudioModel
 from trainer.art.encoder import ArtEncoder
 from trainer.art.images import ArtImages, to_uint8
 from trainer.gan.model import condition_bank
-from trainer.space.audio_set import AudioSet, embed_audio
+from trainer.space.audio_set import AudioSet, audio_shared
 from trainer.space.data import BundleModels
 
 log = logging.getLogger("synesthesia.art_eval")
@@ -306,7 +307,7 @@ def evaluate_generator(
     art_train: ArtImages,
     art_val: ArtImages,
     bank: Any,
-    audio_model: AudioModel | None,
+    audio_model: AudioModel | EnsembleAudioModel | None,
     audio_val: Any,
     out_dir: Path | None,
     *,
@@ -328,9 +329,7 @@ def evaluate_generator(
     _, val_art_shared = art_encoder.encode(art_val.tensor())
     sources: dict[str, tuple[torch.Tensor, np.ndarray]] = {"art": (val_art_shared, art_val.labels)}
     if audio_model is not None and audio_val is not None:
-        with torch.no_grad():
-            audio_shared = audio_model.projection(embed_audio(audio_model, audio_val.features))
-        sources["audio"] = (audio_shared, audio_val.labels)
+        sources["audio"] = (audio_shared(audio_model, audio_val.features), audio_val.labels)
 
     report: dict[str, Any] = {"resolution": res, "k": k, "per_class": per_class}
     for name, (vectors, labels) in sources.items():

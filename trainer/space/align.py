@@ -29,7 +29,7 @@ import json
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -42,11 +42,12 @@ from torch import nn
 
 from engine.errors import BundleError
 from engine.models.checkpoint import load_checkpoint, save_checkpoint
+from engine.models.ensemble import EnsembleAudioModel
 from engine.models.heads import AudioModel, ProjectionHead
 from trainer.art.diffaug import translation
 from trainer.art.encoder import ArtEncoder, ImageEncoderConfig
 from trainer.art.images import ArtImages
-from trainer.space.audio_set import AudioSet, embed_audio
+from trainer.space.audio_set import AudioSet, audio_shared, embed_audio
 from trainer.space.data import add_data_arguments, load_bundle_models, load_data
 
 log = logging.getLogger("synesthesia.align")
@@ -198,7 +199,7 @@ class ArtSpace:
 
 @dataclass
 class AlignResult:
-    audio_model: AudioModel  # the frozen encoder with the trained audio projection
+    audio_model: AudioModel | EnsembleAudioModel  # the frozen encoder(s) with the trained audio projection(s)
     art_encoder: ArtEncoder
     va_head: nn.Linear
     metrics: dict[str, Any]
@@ -414,6 +415,47 @@ def align_audio(
     return AlignResult(aligned, space.art_encoder, space.va_head, metrics, history)
 
 
+def align_ensemble(
+    ensemble: EnsembleAudioModel,
+    audio_train: AudioSet,
+    audio_val: AudioSet,
+    space: ArtSpace,
+    art_train: ArtImages,
+    art_val: ArtImages,
+    cfg: AlignConfig,
+) -> AlignResult:
+    """Stage 2 for a fold ensemble: each member's projection is aligned on its own standardisation of the
+    features (the members' embeddings are separate spaces, so each needs its own map into the one art
+    space); the result averages the aligned members' shared vectors like any ensemble output. Its
+    metrics are the ensemble's retrieval on `audio_val`, with each member's beside them."""
+    t0 = time.perf_counter()
+    members, per_member = [], []
+    for k, member in enumerate(ensemble.members):
+
+        def own(s: AudioSet, k: int = k) -> AudioSet:  # the member's standardisation, as in the ensemble's forward
+            return replace(s, features=s.features * ensemble.scale[k] + ensemble.shift[k])
+
+        result = align_audio(member, own(audio_train), own(audio_val), space, art_train, art_val, cfg)
+        members.append(result.audio_model)
+        per_member.append(result.metrics)
+        log.info("aligned ensemble member %d/%d", k + 1, len(ensemble.members))
+    aligned = EnsembleAudioModel(members)
+    aligned.load_state_dict(ensemble.state_dict() | {
+        f"members.{k}.{name}": value for k, m in enumerate(members) for name, value in m.state_dict().items()
+    })  # fmt: skip
+    aligned.eval()
+    _, art_val_shared = space.art_encoder.encode(art_val.tensor())
+    shared = audio_shared(aligned, audio_val.features)
+    metrics = {
+        **retrieval_metrics(shared, audio_val.labels, art_val_shared, art_val.labels, list(audio_val.classes)),
+        "members": per_member,
+        "step_choice": per_member[0]["step_choice"],
+        "train_seconds": round(time.perf_counter() - t0, 1),
+        "art_space": space.metrics,
+    }
+    return AlignResult(aligned, space.art_encoder, space.va_head, metrics)
+
+
 def train_alignment(
     audio_model: AudioModel,
     audio_train: AudioSet,
@@ -451,8 +493,19 @@ def save_art_space(space: ArtSpace, cfg: AlignConfig, path: str | Path) -> None:
 
 
 def save_alignment(result: AlignResult, cfg: AlignConfig, path: str | Path) -> None:
-    """align.pt: both stages (the audio encoder itself is not copied; it lives in its bundle)."""
-    proj = result.audio_model.projection.net
+    """align.pt: both stages (the audio encoder itself is not copied; it lives in its bundle). A fold
+    ensemble's member projections are stored under `audio_projections`, one per member."""
+    models = result.audio_model.members if isinstance(result.audio_model, EnsembleAudioModel) else [result.audio_model]
+    projections = [
+        {
+            "in_dim": m.projection.net[0].in_features,
+            "shared_dim": m.projection.net[-1].out_features,
+            "hidden": m.projection.net[0].out_features,
+            "state_dict": m.projection.state_dict(),
+        }
+        for m in models
+    ]
+    audio = {"audio_projections": projections} if len(models) > 1 else {"audio_projection": projections[0]}
     save_checkpoint(
         {
             "kind": "alignment",
@@ -462,12 +515,7 @@ def save_alignment(result: AlignResult, cfg: AlignConfig, path: str | Path) -> N
                 "state_dict": result.art_encoder.state_dict(),
             },
             "va_head": result.va_head.state_dict(),
-            "audio_projection": {
-                "in_dim": proj[0].in_features,
-                "shared_dim": proj[-1].out_features,
-                "hidden": proj[0].out_features,
-                "state_dict": result.audio_model.projection.state_dict(),
-            },
+            **audio,
             "metrics": json.loads(json.dumps(result.metrics)),
         },
         path,
@@ -503,6 +551,8 @@ def load_alignment(path: str | Path, audio_model: AudioModel) -> tuple[ArtEncode
     ckpt = _load(Path(path))
     if ckpt["kind"] != "alignment":
         raise ValueError(f"{path}: has no audio projection (art_space.pt); run `synesthesia-train align`")
+    if "audio_projection" not in ckpt:
+        raise ValueError(f"{path}: a fold ensemble's alignment; its aligned model is the bundle's audio model")
     space = load_art_space(path)
     head = ckpt["audio_projection"]
     proj = ProjectionHead(head["in_dim"], head["shared_dim"], head["hidden"])
@@ -568,13 +618,9 @@ def shared_space_map(
 
 def plot_alignment(result: AlignResult, audio_val: AudioSet, art_val: ArtImages, path: str | Path) -> Path:
     """The shared-space map for the validation audio and validation art of a trained alignment."""
-    emb = embed_audio(result.audio_model, audio_val.features)
-    with torch.no_grad():
-        audio_shared = result.audio_model.projection(emb).numpy()
+    shared = audio_shared(result.audio_model, audio_val.features).numpy()
     _, art_shared = result.art_encoder.encode(art_val.tensor())
-    return shared_space_map(
-        path, audio_shared, audio_val.labels, art_shared.numpy(), art_val.labels, list(audio_val.classes)
-    )
+    return shared_space_map(path, shared, audio_val.labels, art_shared.numpy(), art_val.labels, list(audio_val.classes))
 
 
 def art_shared_vectors(art_encoder: ArtEncoder, art: ArtImages) -> tuple[np.ndarray, np.ndarray]:
@@ -693,8 +739,7 @@ def evaluate_bundle_command(args: argparse.Namespace) -> int:
     out: dict[str, Any] = {"bundle": str(args.evaluate)}
     sets = {"all": data.audio_val, **data.audio_val_sets} if len(data.audio_val_sets) > 1 else data.audio_val_sets
     for name, held_out in sets.items():
-        with torch.no_grad():
-            audio_shared = models.audio_model.projection(embed_audio(models.audio_model, held_out.features))
-        out[name] = retrieval_metrics(audio_shared, held_out.labels, art_shared, data.art_val.labels, data.classes)
+        shared = audio_shared(models.audio_model, held_out.features)
+        out[name] = retrieval_metrics(shared, held_out.labels, art_shared, data.art_val.labels, data.classes)
     print(json.dumps(out, indent=2))
     return 0

@@ -15,6 +15,7 @@ import torch
 
 from engine.audio.frontend import FrontEnd, FrontEndConfig, trim_silence
 from engine.emotions import CIRCUMPLEX
+from engine.models.ensemble import EnsembleAudioModel
 from engine.models.heads import AudioModel
 
 
@@ -95,6 +96,15 @@ def embed_audio(audio_model: AudioModel, features: torch.Tensor, batch_size: int
     encoder = audio_model.encoder.eval()
     out = [encoder(features[i : i + batch_size])[2] for i in range(0, len(features), batch_size)]
     return torch.cat(out)
+
+
+def audio_shared(model: AudioModel | EnsembleAudioModel, features: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+    """The shared-space vectors [N, S] of a model (a fold ensemble: the normalised mean of its members')."""
+    with torch.no_grad():
+        if isinstance(model, EnsembleAudioModel):
+            model = model.eval()
+            return torch.cat([model(features[i : i + batch_size])[3] for i in range(0, len(features), batch_size)])
+        return model.projection(embed_audio(model, features, batch_size))
 
 
 def concat_audio(sets: Sequence[AudioSet]) -> AudioSet:
