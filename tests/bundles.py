@@ -93,3 +93,17 @@ def make_bundle(
         extra_files=extra_files,
     )
     return path
+
+
+def attach_small_art_half(bundle_dir: Path, checkpoint: Path, work: Path) -> None:
+    """The default bundle's art half aligned to `checkpoint`'s encoder in `bundle_dir`, as `export` does it
+    but with small settings (a few artworks, 20 alignment steps) so a test stays short."""
+    from engine.models.bundle import DEFAULT_BUNDLE
+    from trainer.bundle.art_default import ArtHalfConfig, attach_art_half, load_art_source
+    from trainer.space.align import AlignConfig, AudioAlignConfig
+
+    small = ArtHalfConfig(
+        art_per_class=6, art_val_per_class=3, index_per_class=4, eval_per_class=4,
+        align=AlignConfig(audio=AudioAlignConfig(steps=20)),
+    )  # fmt: skip
+    attach_art_half(bundle_dir, checkpoint, work, load_art_source(DEFAULT_BUNDLE), small)

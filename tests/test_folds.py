@@ -18,6 +18,7 @@ from engine.models.bundle import load_bundle
 from engine.models.checkpoint import audio_model_from_config, load_audio_model, load_checkpoint
 from engine.models.encoders import Arch, EncoderConfig, build_encoder
 from engine.models.ensemble import EnsembleAudioModel
+from tests.bundles import attach_small_art_half
 from trainer.audio import reports
 from trainer.audio.config import Balance
 from trainer.audio.data import epoch_batches, sampling_weights
@@ -311,10 +312,6 @@ def test_handcrafted_features_are_finite_and_fixed_size() -> None:
 def test_default_pipeline_ships_the_fold_refit_with_fold_means(tmp_path: Path, cache: Path) -> None:
     """The bare default route (issue 12): cv -> refit on every speaker -> bundle whose figures are fold means,
     then the art half aligned to that encoder with one fold's voices held out of the alignment."""
-    from engine.models.bundle import DEFAULT_BUNDLE
-    from trainer.bundle.art_default import ArtHalfConfig, attach_art_half, load_art_source
-    from trainer.space.align import AlignConfig, AudioAlignConfig
-
     runs, out = tmp_path / "runs", tmp_path / "bundle"
     argv = ["default", "--data", "synthetic:6", "--synthetic-per-class", "0", "--epochs", "2", "--width", "4"]
     argv += ["--rnn-hidden", "16", "--no-compile"]
@@ -327,11 +324,7 @@ def test_default_pipeline_ships_the_fold_refit_with_fold_means(tmp_path: Path, c
     assert goals["default_macro_f1"]["value"] == metrics["default"]["mean_sd"]["macro_f1"]["mean"]
     assert goals["cross_language_accuracy"]["value"] is None  # no leave-one-corpus-out run on one corpus
     assert goals["max_cpu_ms_per_window"]["value"] > 0  # timed on the exported refit itself
-    small = ArtHalfConfig(
-        art_per_class=6, art_val_per_class=3, index_per_class=4, eval_per_class=4,
-        align=AlignConfig(audio=AudioAlignConfig(steps=20)),
-    )  # fmt: skip
-    attach_art_half(out, runs / "cv" / "best.pt", tmp_path / "art", load_art_source(DEFAULT_BUNDLE), small)
+    attach_small_art_half(out, runs / "cv" / "best.pt", tmp_path / "art")
     bundle = load_bundle(out)
     assert bundle.manifest.generator is not None
     folds = [set(f) for f in metrics["default"]["fold_val_speakers"]]
@@ -343,10 +336,6 @@ def test_default_pipeline_ships_the_fold_refit_with_fold_means(tmp_path: Path, c
 def test_default_pipeline_can_ship_the_last_epoch_fold_ensemble_aligned_to_the_art(tmp_path: Path, cache: Path) -> None:
     """`default --ensemble`: the 5 fold models at their last epoch ship as one graph, described by the last-epoch
     fold means (nothing chosen), and the art half aligns each member into the one art space."""
-    from engine.models.bundle import DEFAULT_BUNDLE
-    from trainer.bundle.art_default import ArtHalfConfig, attach_art_half, load_art_source
-    from trainer.space.align import AlignConfig, AudioAlignConfig
-
     runs, out = tmp_path / "runs", tmp_path / "bundle"
     argv = ["default", "--data", "synthetic:6", "--synthetic-per-class", "0", "--epochs", "2", "--width", "4"]
     argv += ["--rnn-hidden", "16", "--no-compile", "--ensemble"]
@@ -367,11 +356,7 @@ def test_default_pipeline_can_ship_the_last_epoch_fold_ensemble_aligned_to_the_a
     member = load_audio_model(runs / "cv" / "ensemble.pt").members[2]
     assert all(torch.equal(member.encoder.state_dict()[k[len("encoder."):]], v)
                for k, v in fold_ckpt["state_dict"].items() if k.startswith("encoder."))  # fmt: skip
-    small = ArtHalfConfig(
-        art_per_class=6, art_val_per_class=3, index_per_class=4, eval_per_class=4,
-        align=AlignConfig(audio=AudioAlignConfig(steps=20)),
-    )  # fmt: skip
-    attach_art_half(out, runs / "cv" / "ensemble.pt", tmp_path / "art", load_art_source(DEFAULT_BUNDLE), small)
+    attach_small_art_half(out, runs / "cv" / "ensemble.pt", tmp_path / "art")
     bundle = load_bundle(out)
     assert bundle.manifest.generator is not None and bundle.manifest.encoder.model_extra["ensemble"] == 5
     aligned = load_audio_model(bundle.file(bundle.manifest.encoder.torch))

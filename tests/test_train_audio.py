@@ -16,6 +16,7 @@ import torch
 from engine.models.bundle import load_bundle
 from engine.models.checkpoint import load_audio_model
 from engine.models.encoders import Arch
+from tests.bundles import attach_small_art_half
 from trainer.bundle.export import PARITY_ATOL
 from trainer.cli import main
 
@@ -271,20 +272,12 @@ def test_own_recordings_quickstart_ends_in_a_bundle_the_engine_plays(tmp_path: P
     import subprocess
     import sys
 
-    from engine.models.bundle import DEFAULT_BUNDLE
-    from trainer.bundle.art_default import ArtHalfConfig, attach_art_half, load_art_source
     from trainer.bundle.export import export_checkpoint
-    from trainer.space.align import AlignConfig, AudioAlignConfig
 
     train_tiny(tmp_path / "run", cache, "--arch", "cnn")
     out = tmp_path / "mine"
     export_checkpoint(tmp_path / "run" / "best.pt", out, license="test")
-    # `export` does this with the full-size settings; small ones keep the test short
-    small = ArtHalfConfig(
-        art_per_class=6, art_val_per_class=3, index_per_class=4, eval_per_class=4,
-        align=AlignConfig(audio=AudioAlignConfig(steps=20)),
-    )  # fmt: skip
-    attach_art_half(out, tmp_path / "run" / "best.pt", tmp_path / "art", load_art_source(DEFAULT_BUNDLE), small)
+    attach_small_art_half(out, tmp_path / "run" / "best.pt", tmp_path / "art")  # `export`, small settings
     bundle = load_bundle(out)
     assert bundle.manifest.generator is not None and (out / "art_index.npz").is_file()
     frames = tmp_path / "frames"

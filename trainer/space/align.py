@@ -439,11 +439,8 @@ def align_ensemble(
         members.append(result.audio_model)
         per_member.append(result.metrics)
         log.info("aligned ensemble member %d/%d", k + 1, len(ensemble.members))
-    aligned = EnsembleAudioModel(members)
-    aligned.load_state_dict(ensemble.state_dict() | {
-        f"members.{k}.{name}": value for k, m in enumerate(members) for name, value in m.state_dict().items()
-    })  # fmt: skip
-    aligned.eval()
+    aligned = copy.deepcopy(ensemble).eval()  # keeps the members' standardisation buffers
+    aligned.members = nn.ModuleList(members)
     _, art_val_shared = space.art_encoder.encode(art_val.tensor())
     shared = audio_shared(aligned, audio_val.features)
     metrics = {
